@@ -119,7 +119,12 @@ pub fn parse_ts_ms(s: &str) -> Option<i64> {
         // Milliseconds: first three digits, padded; finer digits truncated.
         let mut frac = 0;
         for i in 0..3 {
-            frac = frac * 10 + if i < n { (rest[1 + i] - b'0') as i64 } else { 0 };
+            frac = frac * 10
+                + if i < n {
+                    (rest[1 + i] - b'0') as i64
+                } else {
+                    0
+                };
         }
         ms += frac;
         rest = &rest[1 + n..];
@@ -239,6 +244,9 @@ mod tests {
         assert_eq!(days_in_month(2000, 2), 29);
         assert_eq!(days_in_month(2025, 5), 31);
         assert_eq!(format_ts_utc(0), "1970-01-01T00:00:00.000000+00:00");
-        assert_eq!(utc_day(parse_ts_ms("2025-12-31T23:59:59.999Z").unwrap()), "2025-12-31");
+        assert_eq!(
+            utc_day(parse_ts_ms("2025-12-31T23:59:59.999Z").unwrap()),
+            "2025-12-31"
+        );
     }
 }

@@ -1,0 +1,145 @@
+//! Takes a long-lived SSE connection away from tiny_http's thread pool.
+//!
+//! tiny_http 0.12 serves each connection on a pool thread that, after
+//! handing us a request, blocks reading the socket for the next one. For a
+//! stream that never ends this costs a second thread per client, starves the
+//! pool (a burst of new connections is queued behind busy threads and never
+//! answered), and keeps the socket open after we want it closed. tiny_http
+//! does not expose the socket, so this module finds it: it looks through the
+//! process's open descriptors for the TCP socket whose peer is the request's
+//! remote address and whose local port is ours, duplicates it into a
+//! `TcpStream` we own, and shuts down its read side. The pool thread's read
+//! then returns end-of-file, it gives the connection up and goes back to the
+//! pool; our duplicate stays writable and can close the stream from the
+//! server side at any time (`shutdown(Both)`). Works wherever `/dev/fd`
+//! lists open descriptors (Linux, macOS), with a bounded scan as fallback.
+//!
+//! Runs on the SSE client's own thread, once per connection. Never reads
+//! or writes stream data. See docs/ARCHITECTURE.md, "Why detach".
+
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{BorrowedFd, RawFd};
+
+use parking_lot::Mutex;
+use socket2::SockRef;
+
+/// Highest descriptor tried when `/dev/fd` cannot be listed.
+const FALLBACK_MAX_FD: RawFd = 65_536;
+
+/// peer address → descriptor, from the last scan. Entries are verified
+/// before use, so a stale one only costs a rescan.
+static CACHE: Mutex<Option<HashMap<SocketAddr, RawFd>>> = Mutex::new(None);
+
+/// The addresses of socket `fd`, if it is a connected socket.
+fn addrs_of(fd: RawFd) -> Option<(SocketAddr, SocketAddr)> {
+    // SAFETY: `fd` came from listing our own descriptor table. It may be
+    // closed (or reused) by another thread at any moment; the borrow is only
+    // used for getpeername/getsockname, for which the kernel validates the
+    // descriptor and reports EBADF or ENOTSOCK. No memory is shared with
+    // whatever the descriptor refers to.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock = SockRef::from(&borrowed);
+    let peer = sock.peer_addr().ok()?.as_socket()?;
+    let local = sock.local_addr().ok()?.as_socket()?;
+    Some((peer, local))
+}
+
+fn open_fds() -> Vec<RawFd> {
+    match std::fs::read_dir("/dev/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (0..FALLBACK_MAX_FD).collect(),
+    }
+}
+
+fn scan(local_port: u16) -> HashMap<SocketAddr, RawFd> {
+    let mut map = HashMap::new();
+    for fd in open_fds() {
+        if let Some((peer, local)) = addrs_of(fd) {
+            if local.port() == local_port {
+                map.insert(peer, fd);
+            }
+        }
+    }
+    map
+}
+
+/// Duplicates `fd` if it still is the socket connected to `peer`.
+fn dup_if_peer(fd: RawFd, peer: SocketAddr, local_port: u16) -> Option<TcpStream> {
+    let (p, l) = addrs_of(fd)?;
+    if p != peer || l.port() != local_port {
+        return None;
+    }
+    // SAFETY: as in `addrs_of`; `try_clone_to_owned` is `dup`, which fails
+    // cleanly on a closed descriptor. The duplicate is re-checked below, so
+    // a descriptor reused between the two calls is never accepted.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed.try_clone_to_owned().ok()?;
+    let stream = TcpStream::from(owned);
+    match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(p), Ok(l)) if p == peer && l.port() == local_port => Some(stream),
+        _ => None,
+    }
+}
+
+/// Finds the socket of the connection from `peer` to our `local_port`,
+/// returns our own handle on it, and releases tiny_http's reader.
+///
+/// The request must still be alive (not dropped), so its socket is open.
+pub fn detach(peer: SocketAddr, local_port: u16) -> io::Result<TcpStream> {
+    let mut cache = CACHE.lock();
+    let cached = cache.as_ref().and_then(|m| m.get(&peer).copied());
+    let stream = match cached.and_then(|fd| dup_if_peer(fd, peer, local_port)) {
+        Some(s) => s,
+        None => {
+            let map = scan(local_port);
+            let found = map
+                .get(&peer)
+                .and_then(|fd| dup_if_peer(*fd, peer, local_port));
+            *cache = Some(map);
+            found.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no socket for peer {peer}"),
+                )
+            })?
+        }
+    };
+    drop(cache);
+    stream.shutdown(Shutdown::Read)?;
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    #[test]
+    fn finds_and_duplicates_the_socket_by_peer() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        let mut ours = detach(peer, port).unwrap();
+        // Our handle writes to the same connection.
+        ours.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        client.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        // The original handle's reads now end (read side shut down).
+        let mut rd = &server_side;
+        let mut one = [0u8; 1];
+        assert_eq!(rd.read(&mut one).unwrap(), 0);
+        // A server-side close reaches the client as EOF.
+        ours.shutdown(Shutdown::Both).unwrap();
+        assert_eq!(client.read(&mut one).unwrap(), 0);
+        assert!(detach("127.0.0.1:1".parse().unwrap(), port).is_err());
+    }
+}
