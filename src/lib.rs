@@ -24,5 +24,6 @@ pub mod sse;
 pub mod state;
 pub mod store;
 pub mod stream;
+pub mod sys;
 pub mod time;
 pub mod watcher;

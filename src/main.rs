@@ -179,6 +179,9 @@ fn run() -> Result<ExitCode, String> {
         None => {}
     }
 
+    if let Err(e) = stackunderflow_live::sys::raise_fd_limit() {
+        stackunderflow_live::warn!("cannot raise the open-file limit: {e}");
+    }
     let addr = resolve_listen(&cli.listen)?;
     let token = cli.token.clone().filter(|t| !t.is_empty());
     if !addr.ip().is_loopback() && token.is_none() {

@@ -36,6 +36,12 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 /// fails and the client is disconnected.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Kernel send buffer of a client socket. Bounds the memory a client that
+/// stops reading can pin (loopback autotuning would allow megabytes), and
+/// makes such a client hit [`WRITE_TIMEOUT`] sooner; 256 KiB still holds
+/// hundreds of frames for a reader that is merely busy.
+pub const SEND_BUFFER: usize = 256 * 1024;
+
 /// Stack size of a client thread. Its work is shallow (no recursion, small
 /// buffers); a small stack keeps thousands of clients cheap.
 pub const CLIENT_STACK: usize = 256 * 1024;
@@ -86,6 +92,7 @@ pub fn serve(
     };
     let _ = socket.set_nodelay(true);
     let _ = socket.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
     let client = match socket.try_clone() {
         Ok(s) => Arc::new(ClientShared::new(peer, s)),
         Err(e) => {
