@@ -8,6 +8,7 @@
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (capped, as macOS
 /// refuses values above `OPEN_MAX`). Returns the new soft limit.
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
 pub fn raise_fd_limit() -> std::io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
