@@ -6,4 +6,6 @@
 
 #![deny(missing_docs)]
 
+pub mod pricing;
 pub mod time;
+pub mod transcript;
