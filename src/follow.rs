@@ -78,67 +78,7 @@ pub fn marks_of_line(raw: &str) -> Vec<ToolMark> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) else {
         return Vec::new();
     };
-    interim_tool_marks(&v)
-}
-
-// Interim reader until the transcript module lands: Claude blocks and Codex
-// items, by id.
-fn interim_tool_marks(v: &serde_json::Value) -> Vec<ToolMark> {
-    let Some(ts_ms) = v
-        .get("timestamp")
-        .and_then(|t| t.as_str())
-        .and_then(parse_ts_ms)
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    if let Some(blocks) = v.pointer("/message/content").and_then(|c| c.as_array()) {
-        for b in blocks {
-            match b.get("type").and_then(|t| t.as_str()) {
-                Some("tool_use") => {
-                    if let (Some(id), Some(name)) = (b["id"].as_str(), b["name"].as_str()) {
-                        out.push(ToolMark::Use {
-                            id: id.into(),
-                            name: name.into(),
-                            ts_ms,
-                        });
-                    }
-                }
-                Some("tool_result") => {
-                    if let Some(id) = b["tool_use_id"].as_str() {
-                        out.push(ToolMark::Result {
-                            id: id.into(),
-                            ts_ms,
-                            duration_ms: None,
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    if let Some(p) = v.get("payload") {
-        let id = p.get("call_id").and_then(|c| c.as_str());
-        match (p.get("type").and_then(|t| t.as_str()), id) {
-            (Some("function_call" | "custom_tool_call" | "local_shell_call"), Some(id)) => {
-                let name = p.get("name").and_then(|n| n.as_str()).unwrap_or("shell");
-                out.push(ToolMark::Use {
-                    id: id.into(),
-                    name: name.into(),
-                    ts_ms,
-                });
-            }
-            (Some("function_call_output" | "custom_tool_call_output"), Some(id)) => {
-                out.push(ToolMark::Result {
-                    id: id.into(),
-                    ts_ms,
-                    duration_ms: None,
-                });
-            }
-            _ => {}
-        }
-    }
-    out
+    crate::transcript::tool_events(&v)
 }
 
 impl Follower {

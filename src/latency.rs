@@ -45,19 +45,22 @@ pub enum ToolMark {
     },
 }
 
-/// Latency of one pair: the timestamp delta when it is above 10 ms,
-/// otherwise the duration the tool reported (Codex 0.58 writes call and
-/// output in one flush with equal timestamps), otherwise the delta. Never
-/// negative.
+/// Timestamp deltas at or below this many milliseconds are treated as "same
+/// flush" (Codex 0.58 writes a call and its output together), so the
+/// duration the tool reported is preferred.
+pub const SAME_FLUSH_MS: i64 = 10;
+
+/// Latency of a tool call paired with its result, in milliseconds: the
+/// wall-time delta when it is more than [`SAME_FLUSH_MS`]; otherwise the
+/// reported `duration_ms` if any; otherwise the delta. Never negative.
 pub fn pair_latency_ms(use_ts_ms: i64, result_ts_ms: i64, duration_ms: Option<i64>) -> i64 {
-    let delta = result_ts_ms - use_ts_ms;
-    if delta > 10 {
-        return delta;
-    }
-    match duration_ms {
-        Some(d) if d > delta.max(0) => d,
-        _ => delta.max(0),
-    }
+    let delta = result_ts_ms.saturating_sub(use_ts_ms);
+    let latency = if delta > SAME_FLUSH_MS {
+        delta
+    } else {
+        duration_ms.unwrap_or(delta)
+    };
+    latency.max(0)
 }
 
 /// Percentiles of one tool, in seconds (the contract's units).
