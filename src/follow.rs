@@ -22,12 +22,11 @@ use crossbeam_channel::{bounded, select, Receiver, Sender};
 use notify::{RecursiveMode, Watcher as _};
 use rusqlite::Connection;
 
-use crate::burn::HORIZON_MS;
 use crate::hub::{FeedBatch, HubMsg};
 use crate::latency::ToolMark;
+use crate::seed::{self, marks_of_line};
 use crate::state::Shared;
 use crate::store::{self, StoreError, PAGE_ROWS};
-use crate::time::{format_ts_z, now_ms, parse_ts_ms, utc_day};
 use crate::{info, warn};
 
 /// Safety-net poll of `data_version` when no notification arrives. Each
@@ -72,15 +71,6 @@ fn inode_of(path: &Path) -> Option<u64> {
     }
 }
 
-/// Tool marks a transcript line carries (Claude `tool_use` / `tool_result`
-/// blocks, Codex `function_call` / `*_output` items).
-pub fn marks_of_line(raw: &str) -> Vec<ToolMark> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) else {
-        return Vec::new();
-    };
-    crate::transcript::tool_events(&v)
-}
-
 impl Follower {
     /// Opens `path` read-only, positioned at its current end.
     pub fn open(path: &Path) -> Result<Follower, StoreError> {
@@ -101,40 +91,20 @@ impl Follower {
         })
     }
 
-    /// Loads the rolling figures' history into `shared`: event costs over
-    /// the burn horizon and tool marks over the last day.
+    /// Loads the rolling figures' history into `shared` (see [`seed`]).
     pub fn seed(&self, shared: &Shared) -> rusqlite::Result<()> {
-        let now = now_ms();
-        let costs = store::event_costs_since_day(&self.conn, &utc_day(now - HORIZON_MS))?;
-        let marks = if self.has_messages {
-            // Text prefilter with a day of margin; instants are checked by the window.
-            store::tool_messages_since(&self.conn, &utc_day(now - 2 * 86_400_000))?
-        } else {
-            Vec::new()
-        };
-        let mut live = shared.live.lock();
-        for (id, ts, cost) in &costs {
-            if let Some(t) = parse_ts_ms(ts) {
-                live.burn.upsert(*id, t, *cost, now);
-            }
-        }
-        for m in &marks {
-            for mark in marks_of_line(&m.raw_json) {
-                live.latency.apply(mark, now);
-            }
-        }
-        live.event_id = self.event_id;
-        live.tool_id = self.tool_id;
-        drop(live);
-        *shared.last_ingest_ts.lock() = store::last_ingest_ts(&self.conn)?;
-        info!(
-            "follow: {} at events {} / tool calls {}; seeded {} recent costs and {} tool lines (since {})",
-            self.path.display(),
+        seed::seed(
+            &self.conn,
+            shared,
             self.event_id,
             self.tool_id,
-            costs.len(),
-            marks.len(),
-            format_ts_z(now - HORIZON_MS)
+            self.has_messages,
+        )?;
+        info!(
+            "follow: {} at events {} / tool calls {}",
+            self.path.display(),
+            self.event_id,
+            self.tool_id
         );
         Ok(())
     }

@@ -485,6 +485,7 @@ pub fn healthz(shared: &Shared) -> (u16, Value) {
         "watcher": shared.watcher().json(),
         "last_change_age_seconds": age,
         "clients": shared.clients.load(Ordering::SeqCst),
+        "unknown_models": shared.unknown_models.lock().iter().cloned().collect::<Vec<_>>(),
         "version": env!("CARGO_PKG_VERSION"),
     });
     (if db_ok { 200 } else { 503 }, body)

@@ -207,19 +207,19 @@ fn publish(shared: &Shared, clients: &mut HashMap<u64, Subscriber>, batch: FeedB
         live.last_change_ms = Some(now);
     }
     shared.last_change_ms.store(now, Ordering::Relaxed);
-    frames.extend(batch.events.iter().map(sse::event_frame));
-    frames.extend(batch.corrections.iter().map(|r| Frame {
-        correction: true,
-        ..sse::event_frame(r)
-    }));
-    frames.extend(batch.tools.iter().map(sse::tool_frame));
-    if frames.is_empty() {
-        return;
-    }
     shared.metrics.rows_published.fetch_add(
         (batch.events.len() + batch.tools.len()) as u64,
         Ordering::Relaxed,
     );
+    if clients.is_empty() {
+        return; // nobody to serialize for (a backfill with no browser open)
+    }
+    frames.extend(batch.events.iter().map(sse::event_frame));
+    frames.extend(batch.corrections.iter().map(sse::event_update_frame));
+    frames.extend(batch.tools.iter().map(sse::tool_frame));
+    if frames.is_empty() {
+        return;
+    }
     fan_out(shared, clients, ClientMsg::Frames(Arc::new(frames)));
 }
 

@@ -13,14 +13,19 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use crossbeam_channel::bounded;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use parking_lot::RwLock;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use stackunderflow_live::http::{self, HttpConfig, HttpServer};
 use stackunderflow_live::hub::{self, HubMsg, HUB_QUEUE};
+use stackunderflow_live::ingest::demo::DemoDirs;
+use stackunderflow_live::ingest::writer::Writer;
+use stackunderflow_live::ingest::{self, Ingest};
 use stackunderflow_live::logging::{self, parse_level};
+use stackunderflow_live::pricing::PriceTable;
 use stackunderflow_live::state::{Mode, Shared};
-use stackunderflow_live::{devtools, follow, info};
+use stackunderflow_live::{devtools, follow, info, seed, store};
 
 /// How long shutdown waits for client threads to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
@@ -36,8 +41,10 @@ const DEFAULT_MAX_CLIENTS: usize = 4000;
     version,
     about = "Streams coding-agent activity (Claude Code, Codex) live over Server-Sent Events.",
     long_about = "Streams coding-agent activity (Claude Code, Codex) live over Server-Sent Events.\n\n\
-        Follow mode (--follow) reads a store written by upstream StackUnderflow, read-only, and \
-        pushes every new usage event and tool call to browsers the moment it is committed.\n\n\
+        By default (ingest mode) it tails ~/.claude/projects and ~/.codex/sessions into its own \
+        SQLite store and pushes each committed usage event and tool call to browsers at once. \
+        Follow mode (--follow) instead reads a store written by upstream StackUnderflow, read-only. \
+        --demo replays shipped real transcripts into a temporary store.\n\n\
         Endpoints: GET /api/live/stream (SSE), GET /api/live/stats, GET /healthz, GET /metrics."
 )]
 struct Cli {
@@ -92,6 +99,34 @@ struct Cli {
     #[arg(long)]
     print_addr: bool,
 
+    /// Ingest mode: the store we write (default $XDG_DATA_HOME/stackunderflow-live/live.db,
+    /// else ~/.local/share/stackunderflow-live/live.db). Never upstream's store.
+    #[arg(long, value_name = "FILE", env = "STACKUNDERFLOW_LIVE_STORE")]
+    store: Option<PathBuf>,
+
+    /// Ingest mode: Claude Code projects directory (default $CLAUDE_CONFIG_DIR/projects,
+    /// else ~/.claude/projects).
+    #[arg(long, value_name = "DIR", env = "STACKUNDERFLOW_LIVE_CLAUDE_DIR")]
+    claude_dir: Option<PathBuf>,
+
+    /// Ingest mode: Codex sessions directory (default $CODEX_HOME/sessions, else ~/.codex/sessions).
+    #[arg(long, value_name = "DIR", env = "STACKUNDERFLOW_LIVE_CODEX_DIR")]
+    codex_dir: Option<PathBuf>,
+
+    /// Ingest mode: prices to use over the built-in table: a LiteLLM
+    /// model_prices_and_context_window.json, or our own prices.json format. Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "STACKUNDERFLOW_LIVE_PRICES")]
+    prices: Option<PathBuf>,
+
+    /// Ingest mode on a temporary store, replaying the shipped real transcripts as if
+    /// they were being written now. Touches nothing of yours.
+    #[arg(long, conflicts_with = "follow")]
+    demo: bool,
+
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -144,6 +179,60 @@ fn home_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+fn default_own_store() -> PathBuf {
+    let data = match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => home_dir().join(".local").join("share"),
+    };
+    data.join("stackunderflow-live").join("live.db")
+}
+
+/// The change feed the daemon runs.
+enum Source {
+    Follow(follow::Follower),
+    Ingest(Box<Ingest>),
+}
+
+/// The built-in price table, with a user's file merged over it.
+fn load_prices(file: Option<&std::path::Path>) -> Result<PriceTable, String> {
+    let builtin = PriceTable::builtin();
+    let Some(file) = file else {
+        return Ok(builtin);
+    };
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("--prices {}: {e}", file.display()))?;
+    let user = PriceTable::from_json(&text)
+        .or_else(|_| PriceTable::from_litellm_json(&text))
+        .map_err(|e| format!("--prices {}: {e}", file.display()))?;
+    Ok(user.merged_over(builtin))
+}
+
+fn print_config(
+    cli: &Cli,
+    mode: &Mode,
+    store: &std::path::Path,
+    roots: &[ingest::Root],
+    addr: SocketAddr,
+) {
+    let cfg = serde_json::json!({
+        "mode": mode.as_str(),
+        "listen": addr.to_string(),
+        "store": store.display().to_string(),
+        "claude_dir": roots.first().map(|r| r.dir.display().to_string()),
+        "codex_dir": roots.get(1).map(|r| r.dir.display().to_string()),
+        "prices": cli.prices.as_ref().map(|p| p.display().to_string()),
+        "demo": cli.demo,
+        "allow_origin": cli.allow_origin,
+        "token": if cli.token.is_some() { "(set)" } else { "(none)" },
+        "max_clients": cli.max_clients,
+        "log_level": cli.log_level,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&cfg).expect("a Value serializes")
+    );
+}
+
 fn resolve_listen(s: &str) -> Result<SocketAddr, String> {
     s.to_socket_addrs()
         .map_err(|e| format!("--listen {s}: {e}"))?
@@ -191,31 +280,67 @@ fn run() -> Result<ExitCode, String> {
         ));
     }
 
-    let Some(follow_arg) = &cli.follow else {
-        return Err(
-            "ingest mode is not available in this build yet; run with --follow [STORE]".into(),
-        );
+    let demo = match cli.demo {
+        true => {
+            Some(DemoDirs::create().map_err(|e| format!("cannot create the demo directory: {e}"))?)
+        }
+        false => None,
     };
-    let store_path = if follow_arg.as_os_str().is_empty() {
-        default_upstream_store()
-    } else {
-        follow_arg.clone()
+    let (mode, store_path) = match (&cli.follow, &demo) {
+        (Some(f), _) if f.as_os_str().is_empty() => (Mode::Follow, default_upstream_store()),
+        (Some(f), _) => (Mode::Follow, f.clone()),
+        (None, Some(d)) => (Mode::Ingest, d.store.clone()),
+        (None, None) => (
+            Mode::Ingest,
+            cli.store.clone().unwrap_or_else(default_own_store),
+        ),
     };
-    let follower = follow::Follower::open(&store_path).map_err(|e| e.to_string())?;
-    let shared = Arc::new(Shared::new(Mode::Follow, store_path.clone()));
-    follower
-        .seed(&shared)
-        .map_err(|e| format!("{}: {e}", store_path.display()))?;
+    let roots = match &demo {
+        Some(d) => {
+            ingest::default_roots(Some(d.claude.clone()), Some(d.codex.clone()), &home_dir())
+        }
+        None => ingest::default_roots(cli.claude_dir.clone(), cli.codex_dir.clone(), &home_dir()),
+    };
+    if cli.print_config {
+        print_config(&cli, &mode, &store_path, &roots, addr);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let prices = Arc::new(RwLock::new(load_prices(cli.prices.as_deref())?));
+    let shared = Arc::new(Shared::new(mode.clone(), store_path.clone()));
+    let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
+    let at_store = |e: rusqlite::Error| format!("{}: {e}", store_path.display());
+    let source = match mode {
+        Mode::Follow => {
+            let follower = follow::Follower::open(&store_path).map_err(|e| e.to_string())?;
+            follower.seed(&shared).map_err(at_store)?;
+            Source::Follow(follower)
+        }
+        Mode::Ingest => {
+            let writer = Writer::open(&store_path, prices.clone()).map_err(|e| e.to_string())?;
+            let (e, t, _) = store::watermarks(writer.conn()).map_err(at_store)?;
+            seed::seed(writer.conn(), &shared, e, t, true).map_err(at_store)?;
+            Source::Ingest(Box::new(
+                Ingest::new(roots, writer, shared.clone(), hub_tx.clone()).map_err(at_store)?,
+            ))
+        }
+    };
 
     let listener = http::bind(addr).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AddrInUse => format!("cannot listen on {addr}: address already in use (is another stackunderflow-live running?)"),
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr}: address already in use (is another stackunderflow-live running?)"
+        ),
         _ => format!("cannot listen on {addr}: {e}"),
     })?;
 
-    let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
     let hub_thread = hub::spawn(shared.clone(), hub_rx).map_err(|e| e.to_string())?;
-    let feed_thread =
-        follow::spawn(follower, shared.clone(), hub_tx.clone()).map_err(|e| e.to_string())?;
+    let feed_thread = match source {
+        Source::Follow(follower) => follow::spawn(follower, shared.clone(), hub_tx.clone()),
+        Source::Ingest(ingest) => ingest::spawn(*ingest),
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(d) = &demo {
+        ingest::demo::spawn(d.clone(), shared.clone()).map_err(|e| e.to_string())?;
+    }
     let cfg = HttpConfig {
         allow_origins: cli.allow_origin.clone(),
         token,
@@ -228,16 +353,38 @@ fn run() -> Result<ExitCode, String> {
         println!("{url}");
     }
     info!(
-        "stackunderflow-live {} listening on {url} (mode {}, store {})",
+        "stackunderflow-live {} listening on {url} (mode {}{}, store {})",
         env!("CARGO_PKG_VERSION"),
         shared.mode.as_str(),
+        if demo.is_some() { ", demo" } else { "" },
         store_path.display()
     );
+    if demo.is_some() {
+        eprintln!("\n  Open {url}/ to watch the demo stream.\n");
+    }
 
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let sig = signals.forever().next().unwrap_or(SIGTERM);
-    info!("signal {sig}: shutting down");
+    for sig in signals.forever() {
+        if sig != SIGHUP {
+            info!("signal {sig}: shutting down");
+            break;
+        }
+        match (&mode, &cli.prices) {
+            (Mode::Ingest, Some(_)) => match load_prices(cli.prices.as_deref()) {
+                Ok(table) => {
+                    info!(
+                        "SIGHUP: prices reloaded ({} models, version {})",
+                        table.len(),
+                        table.version()
+                    );
+                    *prices.write() = table;
+                }
+                Err(e) => stackunderflow_live::warn!("SIGHUP: keeping the current prices: {e}"),
+            },
+            _ => info!("SIGHUP: no price file to reload"),
+        }
+    }
     let started = Instant::now();
     shared.stop.store(true, Ordering::SeqCst);
     let _ = hub_tx.send(HubMsg::Shutdown);
@@ -249,6 +396,9 @@ fn run() -> Result<ExitCode, String> {
     // The feed thread notices `stop` within one safety poll; the process
     // exits now rather than wait for it.
     drop(feed_thread);
+    if let Some(d) = &demo {
+        d.remove();
+    }
     info!("stopped in {} ms", started.elapsed().as_millis());
     Ok(ExitCode::SUCCESS)
 }

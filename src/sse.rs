@@ -33,8 +33,12 @@ pub const RETRY_MS: u32 = 2000;
 /// Which watermark a frame moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A `usage_events` row.
+    /// A new `usage_events` row.
     Event,
+    /// A `usage_events` row sent before whose usage grew (a later copy of
+    /// the same API response carried more output tokens). Our extension:
+    /// upstream's client ignores the type; ours replaces the entry.
+    EventUpdate,
     /// A `message_tool_mart` row.
     ToolCall,
 }
@@ -44,6 +48,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Event => "event",
+            Kind::EventUpdate => "event_update",
             Kind::ToolCall => "tool_call",
         }
     }
@@ -56,9 +61,6 @@ pub struct Frame {
     pub kind: Kind,
     /// The row id (event id or tool-call id).
     pub row_id: i64,
-    /// A changed row already sent once (a larger usage copy arrived): sent
-    /// again even though its id is not above the client's watermark.
-    pub correction: bool,
     /// `data: {envelope}\n\n`.
     pub data: Arc<[u8]>,
 }
@@ -99,8 +101,16 @@ pub fn event_frame(r: &EventRow) -> Frame {
     Frame {
         kind: Kind::Event,
         row_id: r.id,
-        correction: false,
         data: envelope("event", &r.ts, event_payload(r)).into(),
+    }
+}
+
+/// Serializes a corrected usage-event row.
+pub fn event_update_frame(r: &EventRow) -> Frame {
+    Frame {
+        kind: Kind::EventUpdate,
+        row_id: r.id,
+        data: envelope("event_update", &r.ts, event_payload(r)).into(),
     }
 }
 
@@ -109,7 +119,6 @@ pub fn tool_frame(r: &ToolRow) -> Frame {
     Frame {
         kind: Kind::ToolCall,
         row_id: r.id,
-        correction: false,
         data: envelope("tool_call", &r.ts, tool_payload(r)).into(),
     }
 }

@@ -130,6 +130,8 @@ pub struct Shared {
     pub last_ingest_ts: Mutex<Option<f64>>,
     /// Test hook `SUL_WATCHER_OVERRIDE`: forces the watcher answer.
     pub watcher_override: Option<Watcher>,
+    /// Models seen without a price (ingest mode), for `/healthz`.
+    pub unknown_models: Mutex<std::collections::BTreeSet<String>>,
     /// Unix ms of the last store change, for `/healthz` (mirrors LiveState
     /// but readable without the lock).
     pub last_change_ms: AtomicI64,
@@ -159,6 +161,7 @@ impl Shared {
                 .ok()
                 .and_then(|v| Watcher::parse(&v)),
             last_change_ms: AtomicI64::new(0),
+            unknown_models: Mutex::new(Default::default()),
         }
     }
 

@@ -93,6 +93,48 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Tables our own store adds to the upstream schema: the de-duplication
+/// key of every usage event (so a restart, a re-read file or a resumed
+/// session never counts a response twice), and tool-call ids (so a result
+/// arriving later fills in the call's byte count).
+const OWN_SCHEMA_SQL: &str = "
+CREATE TABLE IF NOT EXISTS live_usage_keys (
+  key TEXT PRIMARY KEY, usage_event_id INTEGER NOT NULL, total INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS live_tool_ids (
+  tool_use_id TEXT PRIMARY KEY, mart_id INTEGER NOT NULL) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS ix_ingest_log_path ON ingest_log(file_path);
+";
+
+/// Opens (creating if needed) the store our ingest writes: WAL mode,
+/// `synchronous=NORMAL`, foreign keys on, marked with [`APPLICATION_ID`].
+///
+/// Refuses a database that has tables but not our mark: that is upstream's
+/// store (or someone else's), and writing into it would corrupt their data.
+pub fn open_own_store(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.to_path_buf(), e))?;
+    }
+    let sq = |e| StoreError::Sqlite(path.to_path_buf(), e);
+    let conn = Connection::open(path).map_err(sq)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sq)?;
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sq)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(sq)?;
+    if tables > 0 && app_id != APPLICATION_ID {
+        return Err(StoreError::NotOurs(path.to_path_buf()));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+    ))
+    .map_err(sq)?;
+    conn.execute_batch(&upstream_schema_sql(&[])).map_err(sq)?;
+    conn.execute_batch(OWN_SCHEMA_SQL).map_err(sq)?;
+    Ok(conn)
+}
+
 /// Whether a table or view named `name` exists.
 pub fn has_relation(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
@@ -449,6 +491,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn own_store_refuses_a_store_it_did_not_create() {
+        let dir = tmpdir("own");
+        let upstream = upstream_store(&dir);
+        assert!(matches!(
+            open_own_store(&upstream).unwrap_err(),
+            StoreError::NotOurs(_)
+        ));
+        let ours = dir.join("sub/live.db");
+        drop(open_own_store(&ours).unwrap());
+        // Reopening our own store is fine, and it is followable.
+        drop(open_own_store(&ours).unwrap());
+        open_read_only(&ours).unwrap();
     }
 
     #[test]

@@ -230,10 +230,13 @@ impl Session<'_> {
     /// Writes one row frame unless the client already has it.
     fn write(&mut self, f: &Frame) -> io::Result<()> {
         match f.kind {
-            Kind::Event if f.row_id <= self.event_id && !f.correction => return Ok(()),
+            Kind::Event if f.row_id <= self.event_id => return Ok(()),
             Kind::ToolCall if f.row_id <= self.tool_id => return Ok(()),
-            Kind::Event => self.event_id = self.event_id.max(f.row_id),
+            Kind::Event => self.event_id = f.row_id,
             Kind::ToolCall => self.tool_id = f.row_id,
+            // A correction of a row the client has (or will get from the
+            // store, already corrected): always sent, moves no watermark.
+            Kind::EventUpdate => {}
         }
         sse::write_frame(&mut self.out, f, self.event_id, self.tool_id)?;
         self.shared

@@ -18,7 +18,7 @@ use super::{MessageRec, Record, Tokens, ToolResultRec, ToolUseRec, UsageRec};
 const SYNTHETIC_MODEL: &str = "<synthetic>";
 
 /// Per-file Claude state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct State {
     /// Largest [`Tokens::total`] emitted so far for each usage key.
     best: HashMap<String, i64>,

@@ -16,7 +16,7 @@ use super::tools::{self, Item};
 use super::{MessageRec, Record, Tokens, ToolResultRec, ToolUseRec, UsageRec};
 
 /// Per-file Codex state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct State {
     /// `session_meta.payload.id`.
     session_id: Option<String>,

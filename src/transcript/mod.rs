@@ -250,13 +250,13 @@ impl std::error::Error for LineError {}
 /// file order. It remembers what it needs across lines: the Claude usage keys
 /// already emitted (with their largest total), and for Codex the session id,
 /// working directory, current model and running token total.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileParser {
     /// Per-provider state; the variant never changes after `new`.
     inner: Inner,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Inner {
     Claude(claude::State),
     Codex(codex::State),
