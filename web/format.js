@@ -8,8 +8,8 @@ import { watcherState } from './live.js';
 const DASH = '\u2014';
 
 /**
- * Dollars for display. Amounts under a dollar keep up to four decimals so a single cheap call is
- * not "$0.00"; large ones get thousands separators. null / undefined / NaN give an em dash.
+ * Dollars for display. Amounts under ten cents get four decimals so a single cheap call is not
+ * "$0.00"; everything else gets cents, with thousands separators. null / undefined / NaN give an em dash.
  */
 export function formatUsd(value) {
   if (value === null || value === undefined || value === '') return DASH;
@@ -19,11 +19,8 @@ export function formatUsd(value) {
   const abs = Math.abs(n);
   if (abs === 0) return '$0.00';
   if (abs < 0.00005) return `${sign}<$0.0001`;
-  if (abs < 1) {
-    // Up to four decimals, at least two: $0.0123, $0.50.
-    const text = abs.toFixed(4).replace(/(\.\d\d\d*?)0+$/, '$1');
-    return `${sign}$${text}`;
-  }
+  // Below ten cents, four decimals keep two significant digits: $0.0123, $0.0090.
+  if (abs < 0.09995) return `${sign}$${abs.toFixed(4)}`;
   const fixed = abs.toFixed(2);
   const [whole, cents] = fixed.split('.');
   return `${sign}$${whole.replace(/\B(?=(\d{3})+(?!\d))/g, ',')}.${cents}`;

@@ -24,10 +24,14 @@ describe('money', () => {
     assert.equal(formatUsd(0.0042), '$0.0042');
     assert.equal(formatUsd(0.00001), '<$0.0001');
     assert.equal(formatUsd(0.0001), '$0.0001');
-    assert.equal(formatUsd(0.01), '$0.01');
+    assert.equal(formatUsd(0.009), '$0.0090');
+    assert.equal(formatUsd(0.01), '$0.0100');
     assert.equal(formatUsd(0.0123), '$0.0123');
+    assert.equal(formatUsd(0.09994), '$0.0999');
+    assert.equal(formatUsd(0.09996), '$0.10');
+    assert.equal(formatUsd(0.1), '$0.10');
     assert.equal(formatUsd(0.5), '$0.50');
-    assert.equal(formatUsd(0.123456), '$0.1235');
+    assert.equal(formatUsd(0.123456), '$0.12');
     assert.equal(formatUsd(0.99999), '$1.00');
     assert.equal(formatUsd(3.1), '$3.10');
     assert.equal(formatUsd(12.345), '$12.35');
