@@ -295,8 +295,8 @@ fn handle(req: Request, cfg: &HttpConfig, shared: &Arc<Shared>, hub: &Sender<Hub
     }
     let known = matches!(
         path,
-        "/api/live/stream" | "/api/live/stats" | "/healthz" | "/metrics" | "/"
-    );
+        "/api/live/stream" | "/api/live/stats" | "/healthz" | "/metrics"
+    ) || static_file(path).is_some();
     if !known {
         let _ = req.respond(json_response(404, &json!({"detail": "Not Found"}), &cors));
         return;
@@ -316,13 +316,12 @@ fn handle(req: Request, cfg: &HttpConfig, shared: &Arc<Shared>, hub: &Sender<Hub
         let _ = req.respond(json_response(status, &body, &cors));
         return;
     }
-    if path == "/" {
-        let _ = req.respond(text_response(
-            200,
-            "text/plain; charset=utf-8",
-            INDEX_TEXT,
-            &cors,
-        ));
+    if let Some((content_type, body)) = static_file(path) {
+        // The page holds no data, so it is served without the token; the
+        // API calls it makes carry `?token=`.
+        let mut h = cors.clone();
+        h.push(header("Cache-Control", "no-cache"));
+        let _ = req.respond(text_response(200, content_type, body, &h));
         return;
     }
     if !authorized(&req, &q, cfg) {
@@ -359,7 +358,21 @@ fn handle(req: Request, cfg: &HttpConfig, shared: &Arc<Shared>, hub: &Sender<Hub
     }
 }
 
-const INDEX_TEXT: &str = "stackunderflow-live\n\nGET /api/live/stream   Server-Sent Events\nGET /api/live/stats    rolling burn and tool latency\nGET /healthz           health\nGET /metrics           Prometheus metrics\n";
+/// The Live page, embedded at build time (no build step, no CDN).
+fn static_file(path: &str) -> Option<(&'static str, &'static str)> {
+    const JS: &str = "text/javascript; charset=utf-8";
+    Some(match path {
+        "/" | "/index.html" => (
+            "text/html; charset=utf-8",
+            include_str!("../web/index.html"),
+        ),
+        "/app.js" => (JS, include_str!("../web/app.js")),
+        "/live.js" => (JS, include_str!("../web/live.js")),
+        "/format.js" => (JS, include_str!("../web/format.js")),
+        "/style.css" => ("text/css; charset=utf-8", include_str!("../web/style.css")),
+        _ => return None,
+    })
+}
 
 #[allow(clippy::too_many_arguments)]
 fn start_stream(
