@@ -121,6 +121,7 @@ impl Follower {
     /// pages. Returns the number of rows read.
     pub fn drain(&mut self, hub: &Sender<HubMsg>) -> rusqlite::Result<usize> {
         let mut total = 0;
+        let seen_at = Instant::now();
         loop {
             let tx = self.conn.unchecked_transaction()?;
             let events = store::recent_events(&tx, self.event_id, PAGE_ROWS)?;
@@ -151,6 +152,7 @@ impl Follower {
                 tools,
                 corrections: Vec::new(),
                 marks,
+                seen_at: Some(seen_at),
             };
             if !batch.is_empty() && hub.send(HubMsg::Batch(batch)).is_err() {
                 break;

@@ -41,6 +41,13 @@ pub const BACKLOG: i32 = 4096;
 /// Largest `timezone_offset` accepted, in minutes (a day either way).
 pub const MAX_TZ_OFFSET: i64 = 1440;
 
+/// A connection must send its request within this time (and a kept-alive
+/// one its next request): an idle or trickling socket (slowloris) cannot
+/// hold a tiny_http thread forever. Set on the listener, inherited by every
+/// accepted socket; stream sockets never read after the request, so it
+/// does not affect them.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Seconds a client refused for the cap is told to wait.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
@@ -61,6 +68,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
+    socket.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
@@ -592,6 +600,62 @@ pub fn metrics(shared: &Shared) -> String {
         "gauge",
         "Size of the store and its WAL.",
         c(size),
+    );
+    let usage = shared.usage.lock().snapshot();
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let labels = |k: &crate::usage::SeriesKey| {
+        format!(
+            "provider=\"{}\",model=\"{}\",project=\"{}\"",
+            esc(&k.0),
+            esc(&k.1),
+            esc(&k.2)
+        )
+    };
+    metric(
+        "cost_usd_total",
+        "counter",
+        "Cost of usage events, USD (projects beyond the top 20 as other).",
+        usage
+            .iter()
+            .map(|(k, t)| (format!("{{{}}}", labels(k)), format!("{}", t.cost)))
+            .collect(),
+    );
+    metric(
+        "tokens_total",
+        "counter",
+        "Tokens of usage events by kind.",
+        usage
+            .iter()
+            .flat_map(|(k, t)| {
+                [
+                    ("input", t.input),
+                    ("output", t.output),
+                    ("cache_read", t.cache_read),
+                    ("cache_write", t.cache_write),
+                ]
+                .into_iter()
+                .map(move |(kind, v)| (format!("{{{},kind=\"{kind}\"}}", labels(k)), v.to_string()))
+            })
+            .collect(),
+    );
+    let (buckets, count, sum) = shared.metrics.commit_to_send.read();
+    let mut lines: Vec<(String, String)> = crate::usage::LATENCY_BUCKETS
+        .iter()
+        .zip(buckets)
+        .map(|(le, n)| (format!("_bucket{{le=\"{le}\"}}"), n.to_string()))
+        .collect();
+    lines.push(("_bucket{le=\"+Inf\"}".into(), count.to_string()));
+    lines.push(("_sum".into(), format!("{sum}")));
+    lines.push(("_count".into(), count.to_string()));
+    metric(
+        "commit_to_send_seconds",
+        "histogram",
+        "Seconds from the feed seeing a commit to a client flushing its frames.",
+        lines,
     );
     let last = shared.last_change_ms.load(Ordering::Relaxed);
     if last > 0 {

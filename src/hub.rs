@@ -20,7 +20,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, tick, Receiver, Sender, TrySendError};
 
@@ -53,6 +53,9 @@ pub struct FeedBatch {
     pub corrections: Vec<EventRow>,
     /// Tool calls and results for latency pairing.
     pub marks: Vec<ToolMark>,
+    /// When the feed saw the commit (after COMMIT returned in ingest mode;
+    /// when the follower read the rows in follow mode).
+    pub seen_at: Option<Instant>,
 }
 
 impl FeedBatch {
@@ -68,8 +71,8 @@ impl FeedBatch {
 /// What a client queue carries.
 #[derive(Debug, Clone)]
 pub enum ClientMsg {
-    /// Row frames, ascending within each kind.
-    Frames(Arc<Vec<Frame>>),
+    /// Row frames, ascending within each kind, and when their commit was seen.
+    Frames(Arc<Vec<Frame>>, Instant),
     /// A complete frame that moves no watermark (`burn_tick`).
     Raw(Arc<[u8]>),
 }
@@ -206,6 +209,11 @@ fn publish(shared: &Shared, clients: &mut HashMap<u64, Subscriber>, batch: FeedB
         }
         live.last_change_ms = Some(now);
     }
+    {
+        let mut usage = shared.usage.lock();
+        batch.events.iter().for_each(|e| usage.add(e));
+        batch.corrections.iter().for_each(|e| usage.correct(e));
+    }
     shared.last_change_ms.store(now, Ordering::Relaxed);
     shared.metrics.rows_published.fetch_add(
         (batch.events.len() + batch.tools.len()) as u64,
@@ -220,7 +228,8 @@ fn publish(shared: &Shared, clients: &mut HashMap<u64, Subscriber>, batch: FeedB
     if frames.is_empty() {
         return;
     }
-    fan_out(shared, clients, ClientMsg::Frames(Arc::new(frames)));
+    let seen = batch.seen_at.unwrap_or_else(Instant::now);
+    fan_out(shared, clients, ClientMsg::Frames(Arc::new(frames), seen));
 }
 
 /// Offers one message to every client; removes the ones that are gone or full.

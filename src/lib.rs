@@ -30,4 +30,5 @@ pub mod stream;
 pub mod sys;
 pub mod time;
 pub mod transcript;
+pub mod usage;
 pub mod watcher;

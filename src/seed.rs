@@ -15,6 +15,7 @@ use crate::latency::ToolMark;
 use crate::state::Shared;
 use crate::store;
 use crate::time::{now_ms, parse_ts_ms, utc_day};
+use crate::usage::Totals;
 
 /// Tool marks a stored transcript line carries (its `raw_json`).
 pub fn marks_of_line(raw: &str) -> Vec<ToolMark> {
@@ -54,6 +55,24 @@ pub fn seed(
     live.event_id = event_id;
     live.tool_id = tool_id;
     drop(live);
+    let mut usage = shared.usage.lock();
+    for (provider, model, project, cost, input, output, cache_read, cache_write) in
+        store::usage_totals(conn)?
+    {
+        usage.restore(
+            &provider,
+            &model,
+            &project,
+            Totals {
+                cost,
+                input,
+                output,
+                cache_read,
+                cache_write,
+            },
+        );
+    }
+    drop(usage);
     *shared.last_ingest_ts.lock() = store::last_ingest_ts(conn)?;
     info!(
         "seeded {} recent event costs and {} tool lines from the store",

@@ -95,6 +95,8 @@ pub struct Metrics {
     pub unknown_model_events: AtomicU64,
     /// Rows written by our ingest (ingest mode).
     pub rows_ingested: AtomicU64,
+    /// Seconds from the feed seeing a commit to a client's flush of it.
+    pub commit_to_send: crate::usage::Histogram,
 }
 
 impl Metrics {
@@ -130,6 +132,8 @@ pub struct Shared {
     pub last_ingest_ts: Mutex<Option<f64>>,
     /// Test hook `SUL_WATCHER_OVERRIDE`: forces the watcher answer.
     pub watcher_override: Option<Watcher>,
+    /// Cost and token counters by provider, model and project.
+    pub usage: Mutex<crate::usage::UsageCounters>,
     /// Models seen without a price (ingest mode), for `/healthz`.
     pub unknown_models: Mutex<std::collections::BTreeSet<String>>,
     /// Unix ms of the last store change, for `/healthz` (mirrors LiveState
@@ -162,6 +166,7 @@ impl Shared {
                 .and_then(|v| Watcher::parse(&v)),
             last_change_ms: AtomicI64::new(0),
             unknown_models: Mutex::new(Default::default()),
+            usage: Mutex::new(crate::usage::UsageCounters::new()),
         }
     }
 

@@ -405,6 +405,33 @@ pub fn event_costs_since_day(
     rows.collect()
 }
 
+/// Usage totals by provider, model and project slug, highest cost first:
+/// `(provider, model, project, cost, input, output, cache_read, cache_write)`.
+#[allow(clippy::type_complexity)]
+pub fn usage_totals(
+    conn: &Connection,
+) -> rusqlite::Result<Vec<(String, String, String, f64, i64, i64, i64, i64)>> {
+    let mut st = conn.prepare(
+        "SELECT u.provider, u.model, COALESCE(p.slug, 'project-' || u.project_id), SUM(u.cost_usd),
+                SUM(u.input_tokens), SUM(u.output_tokens), SUM(u.cache_read_tokens), SUM(u.cache_create_tokens)
+         FROM usage_events u LEFT JOIN projects p ON p.id = u.project_id
+         GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            r.get(2)?,
+            r.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
+            r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+            r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+            r.get::<_, Option<i64>>(6)?.unwrap_or(0),
+            r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+        ))
+    })?;
+    rows.collect()
+}
+
 /// A `messages` row reduced to what latency pairing reads.
 #[derive(Debug, Clone)]
 pub struct MessageLine {

@@ -246,12 +246,14 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn deliver(&mut self, msg: ClientMsg) -> io::Result<()> {
+    /// Writes a queued message; returns when its rows' commit was seen.
+    fn deliver(&mut self, msg: ClientMsg) -> io::Result<Option<Instant>> {
         match msg {
-            ClientMsg::Frames(frames) => {
+            ClientMsg::Frames(frames, seen) => {
                 for f in frames.iter() {
                     self.write(f)?;
                 }
+                return Ok(Some(seen));
             }
             ClientMsg::Raw(bytes) => {
                 self.out.write_all(&bytes)?;
@@ -261,7 +263,7 @@ impl Session<'_> {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn live(&mut self, rx: &Receiver<ClientMsg>) -> io::Result<()> {
@@ -272,13 +274,20 @@ impl Session<'_> {
             let wait = HEARTBEAT_EVERY.saturating_sub(self.last_write.elapsed());
             match rx.recv_timeout(wait) {
                 Ok(msg) => {
-                    self.deliver(msg)?;
+                    let mut seen = Vec::new();
+                    seen.extend(self.deliver(msg)?);
                     // Drain what else is queued, then one flush: one syscall
                     // per wake-up, however many frames.
                     while let Ok(more) = rx.try_recv() {
-                        self.deliver(more)?;
+                        seen.extend(self.deliver(more)?);
                     }
                     self.flush()?;
+                    for s in seen {
+                        self.shared
+                            .metrics
+                            .commit_to_send
+                            .observe(s.elapsed().as_secs_f64());
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.out.write_all(sse::HEARTBEAT)?;

@@ -223,6 +223,7 @@ impl Writer {
             *self.touched.lock() = Touched::default();
         }
         let (marks, mut committed) = result?;
+        let committed_at = std::time::Instant::now();
         let touched = std::mem::take(&mut *self.touched.lock());
         let inserted: HashSet<i64> = touched.events_inserted.iter().copied().collect();
         let mut updated: Vec<i64> = touched
@@ -247,6 +248,7 @@ impl Writer {
                 tools,
                 corrections,
                 marks,
+                seen_at: Some(committed_at),
             },
             committed,
         ))
