@@ -543,3 +543,31 @@ fn systemd_analyze_verify_accepts_the_unit() {
     let (ok, text) = analyze(&unit, &home, &runtime);
     assert!(!ok && text.contains("not executable"), "{text}");
 }
+
+#[test]
+fn grafana_dashboard_queries_our_metrics() {
+    let dash: serde_json::Value =
+        serde_json::from_str(&repo_file("examples/grafana-dashboard.json")).unwrap();
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    let exprs: Vec<&str> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().expect("targets"))
+        .map(|t| t["expr"].as_str().expect("expr"))
+        .collect();
+    for e in &exprs {
+        assert!(e.contains("stackunderflow_live_"), "{e}");
+    }
+    for needed in [
+        "sum(rate(stackunderflow_live_cost_usd_total[5m])) * 3600",
+        "stackunderflow_live_tokens_total",
+        "stackunderflow_live_clients{",
+        "stackunderflow_live_clients_reaped_total",
+        "stackunderflow_live_commit_to_send_seconds_bucket",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(needed)),
+            "no panel uses {needed}"
+        );
+    }
+}
