@@ -7,7 +7,9 @@
 //! the ingest writer) reads new rows from the `store` and hands them to the
 //! `hub`, which serializes each row once (`sse`) and offers it to every
 //! client's bounded queue; one `stream` thread per client writes them out.
-//! `burn` and `latency` are the pure maths behind `/api/live/stats`.
+//! `burn` and `latency` are the pure maths behind `/api/live/stats`;
+//! `service` renders and installs the systemd/launchd files
+//! (`install-service`).
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -23,6 +25,7 @@ pub mod latency;
 pub mod logging;
 pub mod pricing;
 pub mod seed;
+pub mod service;
 pub mod sse;
 pub mod state;
 pub mod store;

@@ -25,7 +25,7 @@ use stackunderflow_live::ingest::{self, Ingest};
 use stackunderflow_live::logging::{self, parse_level};
 use stackunderflow_live::pricing::PriceTable;
 use stackunderflow_live::state::{Mode, Shared};
-use stackunderflow_live::{devtools, follow, info, seed, store};
+use stackunderflow_live::{devtools, follow, info, seed, service, store};
 
 /// How long shutdown waits for client threads to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
@@ -133,6 +133,20 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Install the daemon as a per-user service (systemd user unit on Linux,
+    /// launchd agent on macOS). Writes the file and prints the commands that
+    /// load and start it; never starts anything itself.
+    InstallService {
+        /// Replace an existing service file that differs from the one this build writes.
+        #[arg(long)]
+        force: bool,
+        /// Show what would be written and the commands to run, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the service file(s) on stdout instead of installing.
+        #[arg(long)]
+        print: bool,
+    },
     /// Create an empty store with the upstream schema (tests and demos).
     #[command(hide = true)]
     DevStore {
@@ -263,6 +277,27 @@ fn run() -> Result<ExitCode, String> {
         }) => {
             devtools::insert_rows(path, *events, *tools, *cost_usd)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::InstallService {
+            force,
+            dry_run,
+            print,
+        }) => {
+            let mut opts = service::InstallOptions::from_env().map_err(|e| e.to_string())?;
+            opts.force = *force;
+            opts.dry_run = *dry_run;
+            if *print {
+                let files = service::plan(&opts).map_err(|e| e.to_string())?;
+                for f in &files {
+                    if files.len() > 1 {
+                        println!("# {}", f.path.display());
+                    }
+                    print!("{}", f.contents);
+                }
+            } else {
+                print!("{}", service::install(&opts).map_err(|e| e.to_string())?);
+            }
             return Ok(ExitCode::SUCCESS);
         }
         None => {}
