@@ -225,7 +225,7 @@ fn run(f: &mut Follower, shared: &Shared, hub: &Sender<HubMsg>, wake: &Receiver<
         }
         if !woke || last_poll.elapsed() >= SAFETY_POLL {
             last_poll = Instant::now();
-            if let Err(e) = check_file(f, shared) {
+            if let Err(e) = check_file(f, shared, hub) {
                 set_error(shared, Some(e));
                 continue;
             }
@@ -262,7 +262,7 @@ fn step(
 }
 
 /// Notices a store that vanished or was replaced, and reopens it.
-fn check_file(f: &mut Follower, shared: &Shared) -> Result<(), String> {
+fn check_file(f: &mut Follower, shared: &Shared, hub: &Sender<HubMsg>) -> Result<(), String> {
     let inode = inode_of(&f.path);
     if inode.is_none() {
         return Err(format!("store {} is missing", f.path.display()));
@@ -281,6 +281,10 @@ fn check_file(f: &mut Follower, shared: &Shared) -> Result<(), String> {
         live.tool_id = live.tool_id.min(fresh.tool_id);
         drop(live);
         fresh.data_version = -1; // force a read
+        if e < f.event_id || t < f.tool_id {
+            // Clients hold ids the new store will reuse: make them resume.
+            let _ = hub.send(HubMsg::Reset);
+        }
         *f = fresh;
     }
     Ok(())

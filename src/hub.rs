@@ -143,6 +143,9 @@ pub enum HubMsg {
     /// A client joins; the hub answers with the watermarks it has published,
     /// so the client replays exactly up to them from the store.
     Subscribe(Subscriber, Sender<(i64, i64)>),
+    /// The store's ids went backwards (follow mode, store replaced):
+    /// disconnect everyone so they resume against the new store.
+    Reset,
     /// Stop: disconnect everyone and exit.
     Shutdown,
 }
@@ -173,6 +176,11 @@ fn run(shared: Arc<Shared>, rx: Receiver<HubMsg>) {
                     if reply.send(marks).is_ok() {
                         next_id += 1;
                         clients.insert(next_id, sub);
+                    }
+                }
+                Ok(HubMsg::Reset) => {
+                    for (_, sub) in clients.drain() {
+                        sub.client.disconnect(Reason::Reset, &shared);
                     }
                 }
                 Ok(HubMsg::Shutdown) | Err(_) => break,

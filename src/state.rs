@@ -60,6 +60,9 @@ pub enum Reason {
     Slow = 2,
     /// The daemon is stopping.
     Shutdown = 3,
+    /// The followed store was replaced by one with lower ids: every client
+    /// reconnects and resumes against the new store.
+    Reset = 4,
 }
 
 impl Reason {
@@ -69,11 +72,17 @@ impl Reason {
             Reason::WriteError => "write_error",
             Reason::Slow => "slow",
             Reason::Shutdown => "shutdown",
+            Reason::Reset => "store_reset",
         }
     }
 
     /// All reasons, for exporting counters.
-    pub const ALL: [Reason; 3] = [Reason::WriteError, Reason::Slow, Reason::Shutdown];
+    pub const ALL: [Reason; 4] = [
+        Reason::WriteError,
+        Reason::Slow,
+        Reason::Shutdown,
+        Reason::Reset,
+    ];
 }
 
 /// Monotonic counters for `/metrics`.
@@ -84,7 +93,7 @@ pub struct Metrics {
     /// Clients that ever connected.
     pub clients_total: AtomicU64,
     /// Clients reaped, by [`Reason`] (index = discriminant − 1).
-    pub reaped: [AtomicU64; 3],
+    pub reaped: [AtomicU64; 4],
     /// Clients refused for the cap.
     pub refused_cap: AtomicU64,
     /// Rows published by the hub (events + tool calls).
