@@ -48,6 +48,9 @@ pub const MAX_TZ_OFFSET: i64 = 1440;
 /// does not affect them.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Most rows of each kind `?recent=N` may ask for.
+pub const MAX_RECENT: i64 = 1000;
+
 /// Seconds a client refused for the cap is told to wait.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
@@ -411,6 +414,16 @@ fn start_stream(
             }
         },
     };
+    let recent = match param(&q, "recent").map(|r| r.trim().parse::<i64>()) {
+        None => 0,
+        Some(Ok(n)) if (0..=MAX_RECENT).contains(&n) => n,
+        Some(_) => {
+            let body =
+                json!({"detail": format!("recent must be an integer from 0 to {MAX_RECENT}")});
+            let _ = req.respond(json_response(422, &body, &cors));
+            return;
+        }
+    };
     // Reserve a slot first; every path below either keeps it (the stream
     // thread releases it) or gives it back.
     let n = shared.clients.fetch_add(1, Ordering::SeqCst);
@@ -433,6 +446,7 @@ fn start_stream(
     let params = StreamParams {
         tz_offset: tz,
         resume,
+        recent,
         extra_headers,
     };
     let peer = req.remote_addr().copied();

@@ -53,6 +53,10 @@ pub struct StreamParams {
     pub tz_offset: i64,
     /// Resume position from `Last-Event-ID` or `?last_event_id=`.
     pub resume: Option<(i64, Option<i64>)>,
+    /// Without a resume point: also send up to this many of the newest
+    /// rows of each kind first (`?recent=N`, our extension, so a page
+    /// opened on a quiet machine is not empty).
+    pub recent: i64,
     /// Extra response headers (CORS), already formatted `Name: value\r\n`.
     pub extra_headers: String,
 }
@@ -164,7 +168,10 @@ impl Session<'_> {
         // nor skips the new ones.
         let (start_e, start_t) = match params.resume {
             Some((e, t)) => (e.min(hub_e), t.unwrap_or(hub_t).min(hub_t)),
-            None => (hub_e, hub_t),
+            None => (
+                (hub_e - params.recent).max(0),
+                (hub_t - params.recent).max(0),
+            ),
         };
         self.event_id = start_e;
         self.tool_id = start_t;

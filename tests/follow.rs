@@ -579,3 +579,37 @@ fn watcher_reports_the_upstream_server_lock() {
     holder.unlock().unwrap();
     assert_eq!(d.get_json("/healthz").1["watcher"], false);
 }
+
+#[test]
+fn recent_sends_the_newest_rows_first_to_a_client_without_a_resume_point() {
+    let dir = TempDir::new("recent");
+    let store = upstream_store(&dir);
+    insert_rows(&store, 10, 5, 0.01).unwrap();
+    let d = Daemon::follow(&store, &dir);
+    let mut sse = Sse::connect(&d.addr, "/api/live/stream?recent=3", &[]).unwrap();
+    let frames = sse.read_until(WAIT, |f| {
+        count_of(f, "event") >= 3 && count_of(f, "tool_call") >= 3
+    });
+    assert_eq!(frames[0].event, "ready");
+    assert_eq!(frames[0].id.as_deref(), Some("7:2"));
+    assert_eq!(ids_of(&frames, "event"), vec![8, 9, 10]);
+    assert_eq!(ids_of(&frames, "tool_call"), vec![3, 4, 5]);
+    // A resume point wins over recent.
+    let mut sse =
+        Sse::connect(&d.addr, "/api/live/stream?recent=3&last_event_id=9:5", &[]).unwrap();
+    let frames = sse.read_until(WAIT, |f| count_of(f, "event") >= 1);
+    assert_eq!(ids_of(&frames, "event"), vec![10]);
+    assert!(ids_of(&frames, "tool_call").is_empty());
+    for bad in ["abc", "-1", "5000"] {
+        assert_eq!(
+            d.get(&format!("/api/live/stream?recent={bad}"), &[]).0,
+            422,
+            "recent={bad}"
+        );
+    }
+    assert_eq!(
+        d.get_json("/healthz").1["clients"],
+        2,
+        "refused requests hold no slot"
+    );
+}

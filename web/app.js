@@ -254,9 +254,13 @@ function start() {
       onToolCall(payload, ts) {
         addEntry('tool_call', payload, ts, client.lastEventId());
       },
+      onEventUpdate(payload, ts) {
+        const old = stream.list.querySelector(`li[data-kind="event"][data-id="${Number(payload.id)}"]`);
+        if (old) old.replaceWith(renderEntry('event', payload, ts, old.dataset.streamId));
+      },
       onBurnTick: showBurn,
     },
-    { token },
+    { token, recent: RING_SIZE },
   );
 
   stream.list.addEventListener('scroll', updateJumpButton, { passive: true });

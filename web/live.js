@@ -25,7 +25,7 @@
 export const RING_SIZE = 100;
 
 /** The SSE `event:` names the server sends; everything else is ignored. */
-export const FRAME_TYPES = Object.freeze(['ready', 'event', 'tool_call', 'burn_tick']);
+export const FRAME_TYPES = Object.freeze(['ready', 'event', 'tool_call', 'burn_tick', 'event_update']);
 
 /** Reconnect delays: the first retry waits about `initialMs`, doubling up to `maxMs`. */
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 30000 });
@@ -67,11 +67,12 @@ export function isEventId(value) {
  * `baseUrl` is '' for the page's own origin, or e.g. 'http://127.0.0.1:8787' (no trailing slash
  * needed). `token` and `lastEventId` are left out when empty.
  */
-export function apiUrl(path, { baseUrl = '', token, timezoneOffset, lastEventId } = {}) {
+export function apiUrl(path, { baseUrl = '', token, timezoneOffset, lastEventId, recent } = {}) {
   const params = new URLSearchParams();
   const offset = timezoneOffset ?? localTimezoneOffset();
   params.set('timezone_offset', String(Math.round(Number(offset)) || 0));
   if (lastEventId) params.set('last_event_id', lastEventId);
+  else if (Number.isSafeInteger(recent) && recent > 0) params.set('recent', String(recent));
   if (token) params.set('token', token);
   const base = String(baseUrl || '').replace(/\/+$/, '');
   return `${base}${path}?${params}`;
@@ -100,7 +101,7 @@ export function parseFrame(eventName, data) {
   const { type, ts, payload } = envelope;
   if (type !== eventName || !FRAME_TYPES.includes(type)) return null;
   if (typeof ts !== 'string' || !isPlainObject(payload)) return null;
-  if ((type === 'event' || type === 'tool_call') && !Number.isSafeInteger(payload.id)) return null;
+  if (type !== 'ready' && type !== 'burn_tick' && !Number.isSafeInteger(payload.id)) return null;
   return { type, ts, payload };
 }
 
@@ -243,7 +244,9 @@ export function connectLiveStream(handlers = {}, options = {}) {
   function open() {
     retryTimer = null;
     if (closed) return;
-    const url = apiUrl('/api/live/stream', { ...requestOptions, lastEventId: lastId });
+    // `recent` only matters on a connection without a resume point (the first one): the
+    // server then starts that many rows back, so the view is not empty on a quiet machine.
+    const url = apiUrl('/api/live/stream', { ...requestOptions, lastEventId: lastId, recent: options.recent });
     setStatus(counters.connections === 0 ? 'connecting' : 'reconnecting', { attempt });
     counters.connections += 1;
     const es = new EventSourceCtor(url);
@@ -291,6 +294,15 @@ export function connectLiveStream(handlers = {}, options = {}) {
 
     if (type === 'burn_tick') {
       call('onBurnTick', payload, ts);
+      return;
+    }
+
+    if (type === 'event_update') {
+      // A later copy of an API response carried more tokens: same row, new figures. It moves
+      // no watermark and is never a duplicate; replace the entry we hold, if any.
+      const held = ring.items.find((item) => item.kind === 'event' && item.id === payload.id);
+      if (held) held.payload = payload;
+      call('onEventUpdate', payload, ts);
       return;
     }
 

@@ -541,3 +541,40 @@ describe('construction', () => {
     }
   });
 });
+
+describe('our extensions: recent rows and event_update', () => {
+  test('recent is asked for on a fresh connection only, never with a resume point', () => {
+    const { clock } = setup({ recent: 100 });
+    const first = MockEventSource.last;
+    assert.equal(first.params.get('recent'), '100');
+    first.frame('ready', READY, { id: '10:4' });
+    first.frame('event', eventPayload(11), { id: '11:4' });
+    first.fail();
+    clock.advance(60_000);
+    const second = MockEventSource.last;
+    assert.notEqual(second, first, 'it reconnected');
+    assert.equal(second.params.get('last_event_id'), '11:4');
+    assert.equal(second.params.has('recent'), false);
+  });
+
+  test('event_update replaces the held entry and reaches its handler, without moving watermarks', () => {
+    const updates = [];
+    const { client, named } = setup({}, { onEventUpdate: (p) => updates.push(p) });
+    const es = MockEventSource.last;
+    es.frame('ready', READY, { id: '10:4' });
+    es.frame('event', eventPayload(11, { output_tokens: 1 }), { id: '11:4' });
+    es.frame('event_update', eventPayload(11, { output_tokens: 391 }), { id: '11:4' });
+    assert.equal(named('event').length, 1, 'an update is not a new event');
+    assert.equal(updates.length, 1);
+    assert.equal(updates[0].output_tokens, 391);
+    const held = client.entries().find((e) => e.kind === 'event' && e.id === 11);
+    assert.equal(held.payload.output_tokens, 391);
+    assert.equal(client.lastEventId(), '11:4');
+  });
+
+  test('apiUrl leaves recent out when resuming', () => {
+    const url = new URL(apiUrl('/api/live/stream', { baseUrl: 'http://h', lastEventId: '1:2', recent: 50 }));
+    assert.equal(url.searchParams.get('last_event_id'), '1:2');
+    assert.equal(url.searchParams.has('recent'), false);
+  });
+});
