@@ -203,7 +203,7 @@ fn read_complete_lines(path: &Path, offset: u64, size: u64, shared: &Shared) -> 
         if n == 0 {
             return None;
         }
-        if let Some(i) = block[..n].iter().position(|&b| b == b'\n') {
+        if let Some(i) = memchr::memchr(b'\n', &block[..n]) {
             skipped += i;
             break;
         }
@@ -227,7 +227,7 @@ fn read_complete_lines(path: &Path, offset: u64, size: u64, shared: &Shared) -> 
 fn parse_lines(t: &mut Tracked, buf: &[u8], base: u64, chunk: &mut Chunk, shared: &Shared) -> u64 {
     let mut pos = 0usize;
     let mut scratch = Vec::new();
-    while let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') {
+    while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
         let line = &buf[pos..pos + nl];
         let seq = base + pos as u64;
         scratch.clear();
@@ -237,9 +237,13 @@ fn parse_lines(t: &mut Tracked, buf: &[u8], base: u64, chunk: &mut Chunk, shared
                     .iter()
                     .any(|r| matches!(r, Record::ToolUse(_) | Record::ToolResult(_)))
                 {
-                    chunk
-                        .raw_lines
-                        .insert(seq, String::from_utf8_lossy(line).into_owned());
+                    // The parser accepted the line, so it is UTF-8: the
+                    // lossy path (slow, copying) is only a fallback.
+                    let text = match std::str::from_utf8(line) {
+                        Ok(s) => s.to_owned(),
+                        Err(_) => String::from_utf8_lossy(line).into_owned(),
+                    };
+                    chunk.raw_lines.insert(seq, text);
                 }
                 chunk.records.append(&mut scratch);
             }
@@ -369,10 +373,8 @@ impl Ingest {
         };
         let start = t.offset;
         chunk.end_offset = parse_lines(t, &buf, start, &mut chunk, &shared);
-        let lines = buf[..(chunk.end_offset - start) as usize]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
+        let lines =
+            memchr::memchr_iter(b'\n', &buf[..(chunk.end_offset - start) as usize]).count() as u64;
         let ctx = t.ctx.clone();
         match self.writer.apply(&ctx, &chunk, &shared) {
             Ok((batch, committed)) => {
