@@ -50,7 +50,7 @@ const DEFAULT_MAX_CLIENTS: usize = 4000;
 struct Cli {
     /// Follow a StackUnderflow store written by another process, read-only.
     /// STORE defaults to $STACKUNDERFLOW_HOME/store.db, else ~/.stackunderflow/store.db.
-    #[arg(long, value_name = "STORE", num_args = 0..=1, default_missing_value = "")]
+    #[arg(long, value_name = "STORE", num_args = 0..=1, default_missing_value = "", env = "STACKUNDERFLOW_LIVE_FOLLOW")]
     follow: Option<PathBuf>,
 
     /// Address to listen on. Non-loopback addresses require --token.
@@ -96,7 +96,7 @@ struct Cli {
     log_level: String,
 
     /// Print the bound URL (http://IP:PORT) on stdout once listening; useful with port 0.
-    #[arg(long)]
+    #[arg(long, env = "STACKUNDERFLOW_LIVE_PRINT_ADDR")]
     print_addr: bool,
 
     /// Ingest mode: the store we write (default $XDG_DATA_HOME/stackunderflow-live/live.db,
@@ -120,7 +120,7 @@ struct Cli {
 
     /// Ingest mode on a temporary store, replaying the shipped real transcripts as if
     /// they were being written now. Touches nothing of yours.
-    #[arg(long, conflicts_with = "follow")]
+    #[arg(long, conflicts_with = "follow", env = "STACKUNDERFLOW_LIVE_DEMO")]
     demo: bool,
 
     /// Print the effective configuration and exit.
@@ -315,11 +315,13 @@ fn run() -> Result<ExitCode, String> {
         ));
     }
 
-    let demo = match cli.demo {
-        true => {
+    // --print-config only describes: it creates nothing, not even the demo directory.
+    let demo = match (cli.demo, cli.print_config) {
+        (true, false) => {
             Some(DemoDirs::create().map_err(|e| format!("cannot create the demo directory: {e}"))?)
         }
-        false => None,
+        (true, true) => Some(DemoDirs::planned()),
+        (false, _) => None,
     };
     let (mode, store_path) = match (&cli.follow, &demo) {
         (Some(f), _) if f.as_os_str().is_empty() => (Mode::Follow, default_upstream_store()),

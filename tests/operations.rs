@@ -362,3 +362,34 @@ fn sighup_reloads_the_price_file() {
         "SIGHUP does not stop the daemon"
     );
 }
+
+#[test]
+fn every_setting_reads_its_environment_variable_and_print_config_hides_the_token() {
+    let out = std::process::Command::new(BIN)
+        .arg("--print-config")
+        .env("STACKUNDERFLOW_LIVE_FOLLOW", "/tmp/some/store.db")
+        .env("STACKUNDERFLOW_LIVE_LISTEN", "127.0.0.1:9999")
+        .env("STACKUNDERFLOW_LIVE_TOKEN", "do-not-print-me")
+        .env("STACKUNDERFLOW_LIVE_MAX_CLIENTS", "17")
+        .env(
+            "STACKUNDERFLOW_LIVE_ALLOW_ORIGIN",
+            "https://a.example,https://b.example",
+        )
+        .env("STACKUNDERFLOW_LIVE_LOG_LEVEL", "debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["mode"], "follow");
+    assert_eq!(v["store"], "/tmp/some/store.db");
+    assert_eq!(v["listen"], "127.0.0.1:9999");
+    assert_eq!(v["max_clients"], 17);
+    assert_eq!(
+        v["allow_origin"],
+        serde_json::json!(["https://a.example", "https://b.example"])
+    );
+    assert_eq!(v["log_level"], "debug");
+    assert_eq!(v["token"], "(set)");
+    assert!(!text.contains("do-not-print-me"));
+}

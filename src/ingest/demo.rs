@@ -77,17 +77,22 @@ pub struct DemoDirs {
 }
 
 impl DemoDirs {
-    /// Creates a fresh temporary tree for this process.
-    pub fn create() -> std::io::Result<DemoDirs> {
+    /// Where this process's tree goes, without creating it.
+    pub fn planned() -> DemoDirs {
         let base =
             std::env::temp_dir().join(format!("stackunderflow-live-demo-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let d = DemoDirs {
+        DemoDirs {
             claude: base.join("claude").join("projects"),
             codex: base.join("codex").join("sessions"),
             store: base.join("live.db"),
             base,
-        };
+        }
+    }
+
+    /// Creates a fresh temporary tree for this process.
+    pub fn create() -> std::io::Result<DemoDirs> {
+        let d = DemoDirs::planned();
+        let _ = std::fs::remove_dir_all(&d.base);
         std::fs::create_dir_all(&d.claude)?;
         std::fs::create_dir_all(&d.codex)?;
         Ok(d)
