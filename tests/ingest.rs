@@ -183,6 +183,10 @@ fn appending_a_transcript_line_by_line_gives_one_event_per_usage_event() {
         .collect();
     assert_eq!(ids.len(), want, "exactly one event frame per usage event");
     assert_eq!(ids, (1..=want as i64).collect::<Vec<_>>());
+    // Projects are named after the session's working directory.
+    let last = frames.iter().rev().find(|f| f.event == "event").unwrap().json();
+    assert_eq!(last["payload"]["project_name"], "claude_p");
+    assert_eq!(last["payload"]["project_slug"], "-src-experiments-claude_p");
     let tools = frames
         .iter()
         .chain(extra.iter())

@@ -519,7 +519,16 @@ pub fn spawn(mut ingest: Ingest) -> std::io::Result<thread::JoinHandle<()>> {
         let mut watchers = Vec::new();
         let mut watched: Vec<bool> = vec![false; ingest.roots.len()];
         watch_roots(&ingest.roots, &mut watched, &mut watchers, &tx);
+        // `watcher.running` follows this thread's life, however it ends
+        // (a panic unwinds through the guard too).
+        struct Alive(Arc<Shared>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.ingest_alive.store(false, Ordering::SeqCst);
+            }
+        }
         shared.ingest_alive.store(true, Ordering::SeqCst);
+        let _alive = Alive(shared.clone());
         shared.backfilling.store(true, Ordering::SeqCst);
         ingest.backfill();
         shared.backfilling.store(false, Ordering::SeqCst);
@@ -527,7 +536,6 @@ pub fn spawn(mut ingest: Ingest) -> std::io::Result<thread::JoinHandle<()>> {
             info!("no transcripts yet; waiting for the agents to write some (or run with --demo)");
         }
         run(&mut ingest, &rx, &tx, &mut watched, &mut watchers);
-        shared.ingest_alive.store(false, Ordering::SeqCst);
     })
 }
 

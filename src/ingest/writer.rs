@@ -92,7 +92,8 @@ pub struct Writer {
     conn: Connection,
     touched: Arc<Mutex<Touched>>,
     prices: Arc<RwLock<PriceTable>>,
-    projects: HashMap<(Provider, String), i64>,
+    // (provider, slug) → (id, whether its path is recorded).
+    projects: HashMap<(Provider, String), (i64, bool)>,
     sessions: HashMap<(i64, String), i64>,
 }
 
@@ -168,8 +169,18 @@ impl Writer {
         slug: &str,
         cwd: Option<&str>,
     ) -> rusqlite::Result<i64> {
-        if let Some(id) = self.projects.get(&(provider, slug.to_string())) {
-            return Ok(*id);
+        if let Some(&(id, has_path)) = self.projects.get(&(provider, slug.to_string())) {
+            if let (false, Some(cwd)) = (has_path, cwd) {
+                // The first lines of a Claude file often carry no cwd; name
+                // the project after its directory once a line says it.
+                self.conn.execute(
+                    "UPDATE projects SET path = ?2, display_name = ?3 WHERE id = ?1 AND path IS NULL",
+                    params![id, cwd, display_name(Some(cwd), slug)],
+                )?;
+                self.projects
+                    .insert((provider, slug.to_string()), (id, true));
+            }
+            return Ok(id);
         }
         let now = now_ms() as f64 / 1000.0;
         self.conn.execute(
@@ -177,12 +188,16 @@ impl Writer {
              VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(provider, slug) DO NOTHING",
             params![provider.as_str(), slug, cwd, display_name(cwd, slug), now],
         )?;
-        let id = self.conn.query_row(
-            "SELECT id FROM projects WHERE provider = ?1 AND slug = ?2",
+        let (id, has_path): (i64, bool) = self.conn.query_row(
+            "SELECT id, path IS NOT NULL FROM projects WHERE provider = ?1 AND slug = ?2",
             params![provider.as_str(), slug],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        self.projects.insert((provider, slug.to_string()), id);
+        self.projects
+            .insert((provider, slug.to_string()), (id, has_path));
+        if !has_path && cwd.is_some() {
+            return self.project_id(provider, slug, cwd);
+        }
         Ok(id)
     }
 
