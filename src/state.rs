@@ -139,8 +139,6 @@ pub struct Shared {
     pub feed_error: Mutex<Option<String>>,
     /// Newest `ingest_log.last_ingest_ts` seen by the follow feed (seconds).
     pub last_ingest_ts: Mutex<Option<f64>>,
-    /// Test hook `SUL_WATCHER_OVERRIDE`: forces the watcher answer.
-    pub watcher_override: Option<Watcher>,
     /// Cost and token counters by provider, model and project.
     pub usage: Mutex<crate::usage::UsageCounters>,
     /// Models seen without a price (ingest mode), for `/healthz`.
@@ -170,9 +168,6 @@ impl Shared {
             backfilling: AtomicBool::new(false),
             feed_error: Mutex::new(None),
             last_ingest_ts: Mutex::new(None),
-            watcher_override: std::env::var("SUL_WATCHER_OVERRIDE")
-                .ok()
-                .and_then(|v| Watcher::parse(&v)),
             last_change_ms: AtomicI64::new(0),
             unknown_models: Mutex::new(Default::default()),
             usage: Mutex::new(crate::usage::UsageCounters::new()),
@@ -186,9 +181,6 @@ impl Shared {
 
     /// The `watcher.running` answer right now.
     pub fn watcher(&self) -> Watcher {
-        if let Some(w) = self.watcher_override {
-            return w;
-        }
         match self.mode {
             Mode::Ingest => {
                 if self.ingest_alive.load(Ordering::SeqCst) {

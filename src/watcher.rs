@@ -44,16 +44,6 @@ impl Watcher {
             Watcher::Unknown => "unknown".into(),
         }
     }
-
-    /// Parses the `SUL_WATCHER_OVERRIDE` test hook (`true`/`false`/`unknown`).
-    pub fn parse(s: &str) -> Option<Watcher> {
-        match s.trim() {
-            "true" | "running" => Some(Watcher::Running),
-            "false" | "stopped" => Some(Watcher::Stopped),
-            "unknown" => Some(Watcher::Unknown),
-            _ => None,
-        }
-    }
 }
 
 /// Whether another process holds a lock on `lock_path`: `None` when the file

@@ -11,12 +11,11 @@
 //   $SUL_BIN dev-store <db>                                    create an empty store, exit 0
 //   $SUL_BIN dev-insert <db> --events N --tools M --cost-usd X  append rows with ts = now, exit 0
 //   $SUL_BIN --follow <db> --listen 127.0.0.1:0 --print-addr    first stdout line: http://127.0.0.1:PORT
-//   env SUL_WATCHER_OVERRIDE=false                              report watcher.running = false
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -216,20 +215,47 @@ describe('Live page against the real daemon', { skip }, () => {
   });
 
   test('a stopped writer shows the "watcher not running" banner', async () => {
-    const db = join(dir, 'stopped.db');
+    // The writer is upstream's server, which holds an exclusive flock on server.lock beside its
+    // store while it runs. `flock(1)` plays that part; killing it is the writer stopping.
+    const wdir = join(dir, 'writer');
+    mkdirSync(wdir, { recursive: true });
+    const db = join(wdir, 'store.db');
     await run(['dev-store', db]);
-    const daemon = await startDaemon(db, { SUL_WATCHER_OVERRIDE: 'false' });
+    const lockFile = join(wdir, 'server.lock');
+    writeFileSync(lockFile, `${process.pid}\n0\n`);
+    // Its own process group: flock forks `sleep`, which inherits the locked descriptor, so the
+    // whole group must go for the lock to be released.
+    const holder = spawn('flock', ['--exclusive', lockFile, 'sleep', '600'], { stdio: 'ignore', detached: true });
+    const stopWriter = () => {
+      try {
+        process.kill(-holder.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
+    const daemon = await startDaemon(db);
     const context = await browser.newContext();
     try {
       const page = await context.newPage();
       await page.goto(`${daemon.url}/`, PAGE_WAIT);
-      const banner = page.locator('#watcher-banner[data-state="stopped"]');
-      await banner.waitFor({ ...PAGE_WAIT, state: 'visible' });
-      assert.match(await banner.textContent(), /watcher not running/i);
+      await page.locator('#conn[data-state="live"]').waitFor(PAGE_WAIT);
+      const banner = page.locator('#watcher-banner');
+      await page.waitForFunction(
+        () => document.querySelector('#watcher-banner').dataset.state === 'running',
+        null,
+        PAGE_WAIT,
+      );
+      assert.equal(await banner.isVisible(), false, 'no banner while the writer runs');
+
+      stopWriter();
+      const stopped = page.locator('#watcher-banner[data-state="stopped"]');
+      await stopped.waitFor({ ...PAGE_WAIT, state: 'visible' });
+      assert.match(await stopped.textContent(), /watcher not running/i);
     } catch (err) {
       err.message += `\n--- daemon stderr ---\n${daemon.stderr}`;
       throw err;
     } finally {
+      stopWriter();
       await context.close();
       const status = await daemon.stop();
       assert.ok(!status.forced, `the daemon ignored SIGTERM for ${STOP_MS} ms`);
