@@ -184,7 +184,12 @@ fn appending_a_transcript_line_by_line_gives_one_event_per_usage_event() {
     assert_eq!(ids.len(), want, "exactly one event frame per usage event");
     assert_eq!(ids, (1..=want as i64).collect::<Vec<_>>());
     // Projects are named after the session's working directory.
-    let last = frames.iter().rev().find(|f| f.event == "event").unwrap().json();
+    let last = frames
+        .iter()
+        .rev()
+        .find(|f| f.event == "event")
+        .unwrap()
+        .json();
     assert_eq!(last["payload"]["project_name"], "claude_p");
     assert_eq!(last["payload"]["project_slug"], "-src-experiments-claude_p");
     let tools = frames
@@ -477,4 +482,27 @@ fn restart_resumes_from_committed_offsets_and_seeds_the_figures() {
         stats_before["burn"]["month_to_date"]
     );
     assert_eq!(env.totals().0, want, "nothing re-ingested");
+}
+
+#[test]
+fn files_in_a_directory_created_after_start_are_picked_up_at_once() {
+    let env = Env::new("newdir");
+    let d = env.start();
+    wait_idle(&d, 0);
+    // A new project and a sub-agent folder appear with their files already
+    // written (faster than a watch on the new directory can be added).
+    let t0 = Instant::now();
+    let mut want = 0;
+    for (rel, src) in claude_files() {
+        let text = std::fs::read_to_string(src).unwrap();
+        want += reference_usage_keys(&text).len() as i64;
+        env.append(rel, text.as_bytes());
+    }
+    wait_idle(&d, want);
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "new files took {took:?} (the slow safety scan is 30 s)"
+    );
+    assert_eq!(env.totals().0, want);
 }

@@ -36,10 +36,15 @@ use crate::transcript::{FileParser, Provider, Record};
 use crate::{debug, info, warn};
 use writer::{Chunk, FileCtx, Writer};
 
-/// Safety-net scan of the roots: catches lost notifications, files on file
-/// systems without notification, and roots created after start. Cheap (a
-/// `stat` per file), so every two seconds costs nothing measurable.
+/// Safety-net scan of the roots while a root has no change notification
+/// (missing yet, or a file system without it): a `stat` per file, so new
+/// lines are still found within two seconds.
 pub const SAFETY_SCAN: Duration = Duration::from_secs(2);
+
+/// The same scan while every root is watched: it only catches a lost
+/// notification, and a heavy user's thousands of files cost a visible
+/// fraction of a core if stat'ed every two seconds, so it runs rarely.
+pub const SAFETY_SCAN_WATCHED: Duration = Duration::from_secs(30);
 
 /// Most bytes read for one transaction. Bounds memory and transaction size
 /// during backfill; a live append is far smaller.
@@ -552,8 +557,12 @@ fn watch_roots(
         let tx = tx.clone();
         let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
+                let created = matches!(ev.kind, notify::EventKind::Create(_));
                 for p in ev.paths {
-                    if p.extension().is_some_and(|x| x == "jsonl") {
+                    // A new directory (a new project, a sub-agent folder) may
+                    // hold files written before its watch was added: the
+                    // tailer lists it.
+                    if p.extension().is_some_and(|x| x == "jsonl") || (created && p.is_dir()) {
                         let _ = tx.send(p);
                     }
                 }
@@ -584,8 +593,13 @@ fn run(
     let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
     let mut last_scan = Instant::now();
     while !ingest.shared.stopping() {
+        let every = if watched.iter().all(|w| *w) {
+            SAFETY_SCAN_WATCHED
+        } else {
+            SAFETY_SCAN
+        };
         let wait = if dirty.is_empty() {
-            SAFETY_SCAN.saturating_sub(last_scan.elapsed())
+            every.saturating_sub(last_scan.elapsed())
         } else {
             RETRY_AFTER
         };
@@ -596,12 +610,19 @@ fn run(
         while let Ok(p) = rx.try_recv() {
             dirty.insert(p);
         }
-        if last_scan.elapsed() >= SAFETY_SCAN {
+        if last_scan.elapsed() >= every {
             last_scan = Instant::now();
             watch_roots(&ingest.roots.clone(), watched, watchers, tx);
             dirty.extend(ingest.stale_files());
         }
-        let batch: Vec<PathBuf> = std::mem::take(&mut dirty).into_iter().collect();
+        let mut batch: Vec<PathBuf> = Vec::new();
+        for p in std::mem::take(&mut dirty) {
+            if p.is_dir() {
+                find_transcripts(&p, &mut batch);
+            } else {
+                batch.push(p);
+            }
+        }
         for p in batch {
             if ingest.shared.stopping() {
                 return;
