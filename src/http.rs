@@ -41,13 +41,6 @@ pub const BACKLOG: i32 = 4096;
 /// Largest `timezone_offset` accepted, in minutes (a day either way).
 pub const MAX_TZ_OFFSET: i64 = 1440;
 
-/// A connection must send its request within this time (and a kept-alive
-/// one its next request): an idle or trickling socket (slowloris) cannot
-/// hold a tiny_http thread forever. Set on the listener, inherited by every
-/// accepted socket; stream sockets never read after the request, so it
-/// does not affect them.
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Most rows of each kind `?recent=N` may ask for.
 pub const MAX_RECENT: i64 = 1000;
 
@@ -71,7 +64,6 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
-    socket.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
@@ -578,6 +570,12 @@ pub fn metrics(shared: &Shared) -> String {
         "counter",
         "SSE frames written to clients.",
         c(m.frames_sent.load(Ordering::Relaxed)),
+    );
+    metric(
+        "idle_connections_closed_total",
+        "counter",
+        "Connections closed for staying open too long without a stream.",
+        c(m.idle_closed.load(Ordering::Relaxed)),
     );
     metric(
         "rows_published_total",

@@ -385,6 +385,8 @@ fn run() -> Result<ExitCode, String> {
     };
     let server = HttpServer::start(listener, cfg, shared.clone(), hub_tx.clone())
         .map_err(|e| e.to_string())?;
+    stackunderflow_live::detach::spawn_reaper(server.addr.port(), shared.clone())
+        .map_err(|e| e.to_string())?;
     let url = format!("http://{}", server.addr);
     if cli.print_addr {
         println!("{url}");

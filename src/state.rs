@@ -104,6 +104,8 @@ pub struct Metrics {
     pub unknown_model_events: AtomicU64,
     /// Rows written by our ingest (ingest mode).
     pub rows_ingested: AtomicU64,
+    /// Connections closed by the idle reaper (not a stream, open too long).
+    pub idle_closed: AtomicU64,
     /// Seconds from the feed seeing a commit to a client's flush of it.
     pub commit_to_send: crate::usage::Histogram,
 }
@@ -141,6 +143,9 @@ pub struct Shared {
     pub last_ingest_ts: Mutex<Option<f64>>,
     /// Cost and token counters by provider, model and project.
     pub usage: Mutex<crate::usage::UsageCounters>,
+    /// Peers of the connections that are SSE streams (the idle reaper
+    /// leaves them alone). Registered by each stream thread.
+    pub stream_peers: Mutex<std::collections::HashSet<std::net::SocketAddr>>,
     /// Models seen without a price (ingest mode), for `/healthz`.
     pub unknown_models: Mutex<std::collections::BTreeSet<String>>,
     /// Unix ms of the last store change, for `/healthz` (mirrors LiveState
@@ -170,6 +175,7 @@ impl Shared {
             last_ingest_ts: Mutex::new(None),
             last_change_ms: AtomicI64::new(0),
             unknown_models: Mutex::new(Default::default()),
+            stream_peers: Mutex::new(Default::default()),
             usage: Mutex::new(crate::usage::UsageCounters::new()),
         }
     }

@@ -61,6 +61,15 @@ pub struct StreamParams {
     pub extra_headers: String,
 }
 
+/// Removes a stream's peer from the reaper's exemptions however it ends.
+struct PeerGuard<'a>(&'a Shared, std::net::SocketAddr);
+
+impl Drop for PeerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.stream_peers.lock().remove(&self.1);
+    }
+}
+
 /// Decrements the live-client count however the thread ends.
 struct Registration<'a>(&'a Shared);
 
@@ -94,6 +103,8 @@ pub fn serve(
             return;
         }
     };
+    shared.stream_peers.lock().insert(peer);
+    let _peer_guard = PeerGuard(&shared, peer);
     let _ = socket.set_nodelay(true);
     let _ = socket.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);

@@ -138,8 +138,31 @@ fn an_idle_or_trickling_socket_is_closed_and_does_not_block_others() {
     let _ = trickle.read_to_end(&mut buf);
     let took = t0.elapsed();
     assert!(
-        took < Duration::from_secs(15),
+        took < Duration::from_secs(30),
         "slow sockets held for {took:?}"
+    );
+    let (_, _, m) = d.get("/metrics", &[]);
+    assert!(
+        m.contains("stackunderflow_live_idle_connections_closed_total 2"),
+        "{m}"
+    );
+}
+
+#[test]
+fn the_server_keeps_accepting_after_a_long_quiet_spell() {
+    // Regression: a receive timeout on the listener made tiny_http's accept
+    // loop end after that long without a new connection.
+    let dir = TempDir::new("quiet");
+    let store = upstream_store(&dir);
+    let d = Daemon::follow(&store, &dir);
+    assert_eq!(d.get("/healthz", &[]).0, 200);
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(d.get("/healthz", &[]).0, 200);
+    assert_eq!(
+        Sse::connect(&d.addr, "/api/live/stream", &[])
+            .unwrap()
+            .status,
+        200
     );
 }
 

@@ -370,3 +370,34 @@ pub fn ids_of(frames: &[Frame], kind: &str) -> Vec<i64> {
         .map(|f| f.payload_id())
         .collect()
 }
+
+/// Reads frames like a real client: when the server closes the stream (it
+/// cuts off a client that falls behind, which a loaded test machine can
+/// make any client), reconnect with the last id and go on. Returns every
+/// frame read, across connections.
+pub fn read_resuming(
+    addr: &str,
+    mut sse: Sse,
+    timeout: Duration,
+    mut done: impl FnMut(&[Frame]) -> bool,
+) -> Vec<Frame> {
+    let t0 = Instant::now();
+    let mut all: Vec<Frame> = Vec::new();
+    while !done(&all) && t0.elapsed() < timeout {
+        match sse.next() {
+            Ok(Some(f)) => all.push(f),
+            Ok(None) | Err(_) => {
+                let last = all.iter().rev().find_map(|f| f.id.clone());
+                let path = match last {
+                    Some(id) => format!("/api/live/stream?last_event_id={id}"),
+                    None => "/api/live/stream".to_string(),
+                };
+                match Sse::connect(addr, &path, &[]) {
+                    Ok(s) => sse = s,
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        }
+    }
+    all
+}

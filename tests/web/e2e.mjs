@@ -5,7 +5,7 @@
 //
 // Skips (with the reason) when SUL_BIN is unset or missing, or when Chromium / playwright-core
 // is not available. Every daemon started here gets SIGTERM at the end, pass or fail, and every
-// wait has a timeout. On success it saves docs/live-page.png.
+// wait has a timeout. On success it saves a screenshot (see SCREENSHOT below).
 //
 // Interface used (the daemon's, not ours):
 //   $SUL_BIN dev-store <db>                                    create an empty store, exit 0
@@ -24,7 +24,9 @@ import { fileURLToPath } from 'node:url';
 import { launch, loadBrowser } from './browser.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SCREENSHOT = join(ROOT, 'docs', 'live-page.png');
+// Where the screenshot goes: target/ by default, so a test run leaves the work tree clean;
+// SUL_SCREENSHOT=docs/live-page.png refreshes the one the README shows.
+const SCREENSHOT = resolve(ROOT, process.env.SUL_SCREENSHOT || join('target', 'live-page.png'));
 const STARTUP_MS = 15000; // daemon printing its address
 const COMMAND_MS = 30000; // one dev-store / dev-insert run
 const STOP_MS = 5000; // SIGTERM to exit, before SIGKILL
