@@ -226,13 +226,15 @@ fn run(f: &mut Follower, shared: &Shared, hub: &Sender<HubMsg>, wake: &Receiver<
         if !woke || last_poll.elapsed() >= SAFETY_POLL {
             last_poll = Instant::now();
             if let Err(e) = check_file(f, shared, hub) {
-                set_error(shared, Some(e));
+                shared.set_feed_error("follow", Some(e));
                 continue;
             }
         }
         match step(f, shared, hub, woke) {
-            Ok(()) => set_error(shared, None),
-            Err(e) => set_error(shared, Some(format!("reading {}: {e}", f.path.display()))),
+            Ok(()) => shared.set_feed_error("follow", None),
+            Err(e) => {
+                shared.set_feed_error("follow", Some(format!("reading {}: {e}", f.path.display())))
+            }
         }
     }
 }
@@ -288,15 +290,4 @@ fn check_file(f: &mut Follower, shared: &Shared, hub: &Sender<HubMsg>) -> Result
         *f = fresh;
     }
     Ok(())
-}
-
-fn set_error(shared: &Shared, err: Option<String>) {
-    let mut slot = shared.feed_error.lock();
-    if *slot != err {
-        match &err {
-            Some(e) => warn!("follow: {e}"),
-            None => info!("follow: recovered"),
-        }
-        *slot = err;
-    }
 }

@@ -180,6 +180,20 @@ impl Shared {
         }
     }
 
+    /// Records the change feed's condition for `/healthz` (`None` when
+    /// healthy), logging only transitions: `feed` names the feed in the log
+    /// line. One place for both feeds, so they report alike.
+    pub fn set_feed_error(&self, feed: &str, err: Option<String>) {
+        let mut slot = self.feed_error.lock();
+        if *slot != err {
+            match &err {
+                Some(e) => crate::warn!("{feed}: {e}; retrying"),
+                None => crate::info!("{feed}: recovered"),
+            }
+            *slot = err;
+        }
+    }
+
     /// Whether shutdown has begun.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)

@@ -213,36 +213,45 @@ impl Session<'_> {
                 return Err(io::Error::other(e.to_string()));
             }
         };
-        let sqlite = |e: rusqlite::Error| io::Error::other(e.to_string());
-        while self.event_id < hub_e {
-            let rows = store::recent_events(&conn, self.event_id, PAGE_ROWS).map_err(sqlite)?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in rows.iter().take_while(|r| r.id <= hub_e) {
-                self.write(&sse::event_frame(r))?;
-            }
-            if rows.last().is_some_and(|r| r.id >= hub_e) {
-                break;
-            }
-            self.flush()?;
-        }
+        self.replay_kind(self.event_id, hub_e, |after| {
+            Ok(store::recent_events(&conn, after, PAGE_ROWS)?
+                .iter()
+                .map(sse::event_frame)
+                .collect())
+        })?;
         self.event_id = self.event_id.max(hub_e);
-        while self.tool_id < hub_t {
-            let rows = store::recent_tool_calls(&conn, self.tool_id, PAGE_ROWS).map_err(sqlite)?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in rows.iter().take_while(|r| r.id <= hub_t) {
-                self.write(&sse::tool_frame(r))?;
-            }
-            if rows.last().is_some_and(|r| r.id >= hub_t) {
-                break;
-            }
-            self.flush()?;
-        }
+        self.replay_kind(self.tool_id, hub_t, |after| {
+            Ok(store::recent_tool_calls(&conn, after, PAGE_ROWS)?
+                .iter()
+                .map(sse::tool_frame)
+                .collect())
+        })?;
         self.tool_id = self.tool_id.max(hub_t);
         self.flush()
+    }
+
+    /// Writes the rows of one kind in `(after, upto]`, a page at a time.
+    fn replay_kind(
+        &mut self,
+        mut after: i64,
+        upto: i64,
+        mut page: impl FnMut(i64) -> rusqlite::Result<Vec<Frame>>,
+    ) -> io::Result<()> {
+        while after < upto {
+            let frames = page(after).map_err(|e| io::Error::other(e.to_string()))?;
+            let Some(last) = frames.last().map(|f| f.row_id) else {
+                break;
+            };
+            for f in frames.iter().take_while(|f| f.row_id <= upto) {
+                self.write(f)?;
+            }
+            if last >= upto {
+                break;
+            }
+            after = last;
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Writes one row frame unless the client already has it.

@@ -146,42 +146,28 @@ pub fn parse_ts_ms(s: &str) -> Option<i64> {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.fff` (UTC) of an instant, without a zone suffix.
+fn format_ms(ms: i64) -> String {
+    let in_day = ms.rem_euclid(DAY_MS);
+    let (y, m, d) = civil_from_days(ms.div_euclid(DAY_MS));
+    let secs = in_day / 1000;
+    let (hh, mm, ss) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:03}",
+        in_day % 1000
+    )
+}
+
 /// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, the shape
 /// Python's `datetime.isoformat()` gives upstream's envelope timestamps.
 pub fn format_ts_utc(ms: i64) -> String {
-    let days = ms.div_euclid(DAY_MS);
-    let in_day = ms.rem_euclid(DAY_MS);
-    let (y, m, d) = civil_from_days(days);
-    let secs = in_day / 1000;
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}000+00:00",
-        y,
-        m,
-        d,
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60,
-        in_day % 1000
-    )
+    format!("{}000+00:00", format_ms(ms))
 }
 
 /// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.fffZ`, the shape
 /// transcripts and the store use.
 pub fn format_ts_z(ms: i64) -> String {
-    let days = ms.div_euclid(DAY_MS);
-    let in_day = ms.rem_euclid(DAY_MS);
-    let (y, m, d) = civil_from_days(days);
-    let secs = in_day / 1000;
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        y,
-        m,
-        d,
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60,
-        in_day % 1000
-    )
+    format!("{}Z", format_ms(ms))
 }
 
 /// The `YYYY-MM-DD` UTC day of an instant (the store's `day` column).

@@ -401,7 +401,7 @@ impl Ingest {
                 self.progress.lines += lines;
                 self.progress.events += committed.events;
                 self.progress.cost += committed.cost;
-                set_error(&shared, None);
+                shared.set_feed_error("ingest", None);
                 if !batch.is_empty() && self.hub.send(HubMsg::Batch(batch)).is_err() {
                     return Step::Done; // the hub stopped: shutting down
                 }
@@ -413,7 +413,7 @@ impl Ingest {
             }
             Err(e) => {
                 self.files.get_mut(path).expect("tracked above").parser = before;
-                set_error(&shared, Some(format!("writing {}: {e}", ctx.path)));
+                shared.set_feed_error("ingest", Some(format!("writing {}: {e}", ctx.path)));
                 Step::Failed
             }
         }
@@ -503,17 +503,6 @@ fn warm_up(t: &mut Tracked, shared: &Shared) {
         .metrics
         .malformed_lines
         .store(malformed, Ordering::Relaxed);
-}
-
-fn set_error(shared: &Shared, err: Option<String>) {
-    let mut slot = shared.feed_error.lock();
-    if *slot != err {
-        match &err {
-            Some(e) => warn!("ingest paused: {e}; retrying every {RETRY_AFTER:?}"),
-            None => info!("ingest: recovered"),
-        }
-        *slot = err;
-    }
 }
 
 /// Starts the ingest thread: backfill, then follow the roots.
