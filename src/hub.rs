@@ -87,12 +87,12 @@ pub struct ClientShared {
     // Our own handle on the client's socket, so a disconnect decided on
     // another thread (slow, shutdown) reaches the client at once, even when
     // its thread is blocked in a write.
-    socket: TcpStream,
+    socket: Arc<TcpStream>,
 }
 
 impl ClientShared {
     /// Wraps a client's socket.
-    pub fn new(peer: SocketAddr, socket: TcpStream) -> Self {
+    pub fn new(peer: SocketAddr, socket: Arc<TcpStream>) -> Self {
         ClientShared {
             peer,
             reason: AtomicU8::new(0),

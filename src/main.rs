@@ -31,9 +31,18 @@ use stackunderflow_live::{devtools, follow, info, seed, service, store};
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
 /// Default SSE client cap: well below the ~8,000 threads at which the
-/// kernel's map limit stops thread creation on this class of machine
-/// (docs/BENCHMARKS.md), leaving room for tiny_http's own threads.
+/// kernel's map limit stops thread creation on this class of machine, and
+/// where fan-out at 1 event/s still answers within 0.2 s
+/// (docs/BENCHMARKS.md). Lowered at start when the open-file limit is
+/// smaller (see [`FDS_PER_CLIENT`]).
 const DEFAULT_MAX_CLIENTS: usize = 4000;
+
+/// Descriptors one stream holds: tiny_http's writer, our duplicate, and
+/// one in flight while a new connection is read and detached.
+const FDS_PER_CLIENT: u64 = 3;
+
+/// Descriptors kept for everything else (store, WAL, watches, requests).
+const FDS_RESERVED: u64 = 512;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -83,8 +92,9 @@ struct Cli {
     token: Option<String>,
 
     /// Most SSE clients at once; more get 503 with Retry-After.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS, env = "STACKUNDERFLOW_LIVE_MAX_CLIENTS")]
-    max_clients: usize,
+    /// [default: 4000, or fewer if the open-file limit is low]
+    #[arg(long, value_name = "N", env = "STACKUNDERFLOW_LIVE_MAX_CLIENTS")]
+    max_clients: Option<usize>,
 
     /// error, warn, info or debug.
     #[arg(
@@ -223,6 +233,7 @@ fn load_prices(file: Option<&std::path::Path>) -> Result<PriceTable, String> {
 
 fn print_config(
     cli: &Cli,
+    max_clients: usize,
     mode: &Mode,
     store: &std::path::Path,
     roots: &[ingest::Root],
@@ -238,7 +249,7 @@ fn print_config(
         "demo": cli.demo,
         "allow_origin": cli.allow_origin,
         "token": if cli.token.is_some() { "(set)" } else { "(none)" },
-        "max_clients": cli.max_clients,
+        "max_clients": max_clients,
         "log_level": cli.log_level,
     });
     println!(
@@ -303,9 +314,27 @@ fn run() -> Result<ExitCode, String> {
         None => {}
     }
 
-    if let Err(e) = stackunderflow_live::sys::raise_fd_limit() {
-        stackunderflow_live::warn!("cannot raise the open-file limit: {e}");
-    }
+    let fd_limit = match stackunderflow_live::sys::raise_fd_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            stackunderflow_live::warn!("cannot raise the open-file limit: {e}");
+            1024
+        }
+    };
+    // tiny_http stops accepting for good when accept() fails for want of a
+    // descriptor, so the cap must keep us below the limit.
+    let fd_budget = (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_CLIENT).max(1) as usize;
+    let max_clients = match cli.max_clients {
+        Some(n) => {
+            if n > fd_budget {
+                stackunderflow_live::warn!(
+                    "--max-clients {n} exceeds what {fd_limit} open files allow (~{fd_budget}); raise `ulimit -n`"
+                );
+            }
+            n
+        }
+        None => DEFAULT_MAX_CLIENTS.min(fd_budget),
+    };
     let addr = resolve_listen(&cli.listen)?;
     let token = cli.token.clone().filter(|t| !t.is_empty());
     if !addr.ip().is_loopback() && token.is_none() {
@@ -339,7 +368,7 @@ fn run() -> Result<ExitCode, String> {
         None => ingest::default_roots(cli.claude_dir.clone(), cli.codex_dir.clone(), &home_dir()),
     };
     if cli.print_config {
-        print_config(&cli, &mode, &store_path, &roots, addr);
+        print_config(&cli, max_clients, &mode, &store_path, &roots, addr);
         return Ok(ExitCode::SUCCESS);
     }
     let prices = Arc::new(RwLock::new(load_prices(cli.prices.as_deref())?));
@@ -381,7 +410,7 @@ fn run() -> Result<ExitCode, String> {
     let cfg = HttpConfig {
         allow_origins: cli.allow_origin.clone(),
         token,
-        max_clients: cli.max_clients,
+        max_clients,
     };
     let server = HttpServer::start(listener, cfg, shared.clone(), hub_tx.clone())
         .map_err(|e| e.to_string())?;

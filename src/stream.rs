@@ -108,17 +108,15 @@ pub fn serve(
     let _ = socket.set_nodelay(true);
     let _ = socket.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
-    let client = match socket.try_clone() {
-        Ok(s) => Arc::new(ClientShared::new(peer, s)),
-        Err(e) => {
-            warn!("stream {peer}: {e}");
-            return;
-        }
-    };
+    // One descriptor shared by the writer here and the disconnect handle
+    // (not a second dup): file descriptors, not threads, are what runs out
+    // first at a few thousand clients.
+    let socket = Arc::new(socket);
+    let client = Arc::new(ClientShared::new(peer, socket.clone()));
     shared.metrics.clients_total.fetch_add(1, Ordering::Relaxed);
     debug!("client {peer} connected");
     let mut session = Session {
-        out: BufWriter::with_capacity(16 * 1024, socket),
+        out: BufWriter::with_capacity(16 * 1024, SharedSocket(socket)),
         shared: &shared,
         client: &client,
         event_id: 0,
@@ -136,8 +134,20 @@ pub fn serve(
     drop(tiny_writer);
 }
 
+/// Writes through a shared `TcpStream` (`&TcpStream` implements `Write`).
+struct SharedSocket(Arc<TcpStream>);
+
+impl Write for SharedSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
 struct Session<'a> {
-    out: BufWriter<TcpStream>,
+    out: BufWriter<SharedSocket>,
     shared: &'a Shared,
     client: &'a Arc<ClientShared>,
     // This client's delivered watermarks: every event ≤ event_id and every
