@@ -366,6 +366,34 @@ impl Pool {
         done(&self.progress)
     }
 
+    /// Like [`Pool::wait_until`], but also gives up once `settled(progress)`
+    /// (a count of connections that reached an end state) has not moved
+    /// for `stall`: a daemon that stopped answering must not hold the run
+    /// until the deadline.
+    pub fn wait_progress(
+        &self,
+        timeout: Duration,
+        stall: Duration,
+        settled: impl Fn(&Progress) -> usize,
+        done: impl Fn(&Progress) -> bool,
+    ) -> bool {
+        let t0 = Instant::now();
+        let mut last = settled(&self.progress);
+        let mut moved = Instant::now();
+        while t0.elapsed() < timeout && moved.elapsed() < stall {
+            if done(&self.progress) {
+                return true;
+            }
+            let now = settled(&self.progress);
+            if now != last {
+                last = now;
+                moved = Instant::now();
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        done(&self.progress)
+    }
+
     /// Stops the threads and collects what they measured (closing every
     /// connection).
     pub fn finish(self) -> Outcome {
