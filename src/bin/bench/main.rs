@@ -31,6 +31,7 @@ mod idle;
 mod procfs;
 mod report;
 mod rng;
+mod sched;
 mod sse_pool;
 mod stats;
 mod storm;
@@ -67,6 +68,11 @@ struct Cli {
     /// Seed for every random choice (commit gaps, generated stores).
     #[arg(long, global = true, default_value_t = 42)]
     seed: u64,
+
+    /// Keep the bench's reader and writer threads at normal priority
+    /// (by default they ask for SCHED_FIFO; see src/bin/bench/sched.rs).
+    #[arg(long, global = true)]
+    no_rt: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,6 +157,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = stackunderflow_live::sys::raise_fd_limit() {
         eprintln!("bench: cannot raise the open-file limit: {e}");
+    }
+    if cli.no_rt {
+        sched::disable();
     }
     let ctx = Ctx {
         daemon: cli.daemon.clone().unwrap_or_else(daemon::default_binary),

@@ -429,6 +429,7 @@ fn run(
     commits: Option<Arc<CommitLog>>,
     base: Instant,
 ) -> (Vec<Conn>, Sink) {
+    crate::sched::boost_current_thread();
     let mut sink = Sink {
         commits,
         progress: progress.clone(),

@@ -129,5 +129,6 @@ pub fn run(ctx: &Ctx, o: &Opts) -> Result<String, String> {
         ]);
     }
     s.push_str(&t.render());
+    s.push_str(&format!("\n{}\n", crate::sched::summary()));
     Ok(s)
 }
