@@ -196,7 +196,8 @@ pub fn run(ctx: &Ctx, o: &Opts) -> Result<String, String> {
     s.push_str(&format!(
         "\nRatio upstream / ours: p50 {} and p99 {} (emitted rows; these are the newest of each poll, \
          so the luckiest); p50 {} and p99 {} counting every row. Ours above 2 ms: {:.2} % of rows; \
-         above 5 ms: {:.2} %. Frames out of sequence: {}.\n",
+         above 5 ms: {:.2} %. Frames out of sequence: {}. Frames read before their COMMIT returned \
+         to the writer (counted as 0 ms): {}.\n",
         ratio(up_emit.p50(), ours.p50()),
         ratio(up_emit.p99(), ours.p99()),
         ratio(up_seen.p50(), ours.p50()),
@@ -204,6 +205,7 @@ pub fn run(ctx: &Ctx, o: &Opts) -> Result<String, String> {
         ours.frac_above(2.0) * 100.0,
         ours.frac_above(5.0) * 100.0,
         conn.out_of_sequence,
+        out.early,
     ));
     s.push_str(&format!(
         "\nDaemon during the commits: {:.1} % of one core; afterwards RSS {} MiB, {} threads.\n\n",

@@ -233,6 +233,10 @@ pub struct Outcome {
     pub conns: Vec<Conn>,
     /// (event id − first id, latency µs) of every event frame received.
     pub samples: Vec<(u32, u32)>,
+    /// Frames read before their COMMIT had returned to the writer (SQLite
+    /// publishes a commit, then may run an autocheckpoint inside the same
+    /// call); their latency is counted as 0.
+    pub early: usize,
 }
 
 /// A set of pool threads.
@@ -411,14 +415,20 @@ impl Pool {
         for ep in self.epfds {
             ep::close(ep);
         }
+        let mut early = 0;
         if let Some(log) = &self.commits {
             for (id, recv) in deferred {
                 if let Some(c) = log.get(id) {
+                    early += usize::from(recv < c);
                     samples.push((log.offset(id), (recv.saturating_sub(c) / 1000) as u32));
                 }
             }
         }
-        Outcome { conns, samples }
+        Outcome {
+            conns,
+            samples,
+            early,
+        }
     }
 }
 
