@@ -86,22 +86,30 @@ fn scan(local_port: u16) -> HashMap<SocketAddr, RawFd> {
     map
 }
 
-/// Duplicates `fd` if it still is the socket connected to `peer`.
-fn dup_if_peer(fd: RawFd, peer: SocketAddr, local_port: u16) -> Option<TcpStream> {
-    let (p, l) = addrs_of(fd)?;
+/// Duplicates `fd` if it still is the socket connected to `peer`. `Ok(None)`
+/// when it is not; `Err` when it is but cannot be duplicated (out of
+/// descriptors), so the caller reports the real cause.
+fn dup_checked(fd: RawFd, peer: SocketAddr, local_port: u16) -> io::Result<Option<TcpStream>> {
+    let Some((p, l)) = addrs_of(fd) else {
+        return Ok(None);
+    };
     if p != peer || l.port() != local_port {
-        return None;
+        return Ok(None);
     }
     // SAFETY: as in `addrs_of`; `try_clone_to_owned` is `dup`, which fails
     // cleanly on a closed descriptor. The duplicate is re-checked below, so
     // a descriptor reused between the two calls is never accepted.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned = borrowed.try_clone_to_owned().ok()?;
-    let stream = TcpStream::from(owned);
+    let stream = TcpStream::from(borrowed.try_clone_to_owned()?);
     match (stream.peer_addr(), stream.local_addr()) {
-        (Ok(p), Ok(l)) if p == peer && l.port() == local_port => Some(stream),
-        _ => None,
+        (Ok(p), Ok(l)) if p == peer && l.port() == local_port => Ok(Some(stream)),
+        _ => Ok(None),
     }
+}
+
+/// [`dup_checked`] for callers that only care whether it worked.
+fn dup_if_peer(fd: RawFd, peer: SocketAddr, local_port: u16) -> Option<TcpStream> {
+    dup_checked(fd, peer, local_port).ok().flatten()
 }
 
 /// Finds the socket of the connection from `peer` to our `local_port`,
@@ -115,9 +123,10 @@ pub fn detach(peer: SocketAddr, local_port: u16) -> io::Result<TcpStream> {
         Some(s) => s,
         None => {
             let map = scan(local_port);
-            let found = map
-                .get(&peer)
-                .and_then(|fd| dup_if_peer(*fd, peer, local_port));
+            let found = match map.get(&peer) {
+                Some(fd) => dup_checked(*fd, peer, local_port)?,
+                None => None,
+            };
             *cache = Some(map);
             found.ok_or_else(|| {
                 io::Error::new(

@@ -35,9 +35,14 @@ use crate::{info, warn};
 pub const SAFETY_POLL: Duration = Duration::from_millis(500);
 
 /// After a notification, SQLite may not have published the commit in the
-/// WAL index yet (the `-wal` write comes first); re-check after these
-/// delays before going back to sleep.
-const RECHECK_AFTER: [Duration; 4] = [
+/// WAL index yet (the `-wal` write comes first, the index update a few
+/// microseconds later); re-check after these delays before going back to
+/// sleep. A new notification cuts a wait short. Measured by the bench: a
+/// first step of 1 ms, with sleeps that ignored new notifications, put the
+/// follow-mode p99 at 10 ms; these steps bring it under 1 ms.
+const RECHECK_AFTER: [Duration; 6] = [
+    Duration::from_micros(100),
+    Duration::from_micros(300),
     Duration::from_millis(1),
     Duration::from_millis(3),
     Duration::from_millis(10),
@@ -190,6 +195,11 @@ pub fn spawn(
         };
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
+                // Opening or reading the store (our own /healthz does) is no
+                // commit: only writes and renames wake the follower.
+                if matches!(ev.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
                 if ev.paths.iter().any(|p| {
                     p.file_name()
                         .is_some_and(|f| f.to_string_lossy().starts_with(&name))
@@ -230,7 +240,7 @@ fn run(f: &mut Follower, shared: &Shared, hub: &Sender<HubMsg>, wake: &Receiver<
                 continue;
             }
         }
-        match step(f, shared, hub, woke) {
+        match step(f, shared, hub, woke, wake) {
             Ok(()) => shared.set_feed_error("follow", None),
             Err(e) => {
                 shared.set_feed_error("follow", Some(format!("reading {}: {e}", f.path.display())))
@@ -245,11 +255,13 @@ fn step(
     shared: &Shared,
     hub: &Sender<HubMsg>,
     woke: bool,
+    wake: &Receiver<()>,
 ) -> rusqlite::Result<()> {
     let mut changed = f.changed()?;
     if !changed && woke {
         for d in RECHECK_AFTER {
-            thread::sleep(d);
+            // Wait, but wake at once if another notification arrives.
+            let _ = wake.recv_timeout(d);
             changed = f.changed()?;
             if changed {
                 break;

@@ -97,7 +97,15 @@ impl HttpServer {
                 thread::Builder::new()
                     .name(format!("http-{i}"))
                     .spawn(move || {
-                        while let Ok(req) = server.recv() {
+                        loop {
+                            let req = match server.recv() {
+                                Ok(req) => req,
+                                Err(_) if shared.stopping() => break, // unblocked at shutdown
+                                Err(e) => {
+                                    listener_failed(&shared, &e);
+                                    break;
+                                }
+                            };
                             if shared.stopping() {
                                 let _ = req.respond(json_response(
                                     503,
@@ -111,6 +119,10 @@ impl HttpServer {
                     })?,
             );
         }
+        let probe_shared = shared.clone();
+        thread::Builder::new()
+            .name("probe".into())
+            .spawn(move || probe_loop(addr, &probe_shared))?;
         Ok(HttpServer {
             server,
             workers,
@@ -125,6 +137,77 @@ impl HttpServer {
         }
         for w in self.workers {
             let _ = w.join();
+        }
+    }
+}
+
+/// tiny_http 0.12 ends its accept loop for good on the first accept error
+/// (out of descriptors, say) and reports it through one `recv`. A daemon
+/// that no longer accepts must not look alive: record the failure and stop
+/// the process through the normal shutdown path, with a non-zero exit, so a
+/// service manager (`Restart=on-failure`, launchd `KeepAlive`) restarts it.
+fn listener_failed(shared: &Shared, e: &io::Error) {
+    crate::error!("the HTTP listener failed ({e}); exiting with status 1 so the service manager restarts the daemon");
+    shared.fatal.store(true, Ordering::SeqCst);
+    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+}
+
+/// How often the daemon checks that its own listener still answers.
+pub const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long one probe may take before it counts as a failure: far beyond
+/// any `/healthz` answer, even on a machine under heavy load.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Failed probes in a row before the daemon gives up (about 30 s without
+/// an answer), so a single stall never restarts it.
+pub const PROBE_FAILURES: u32 = 3;
+
+/// One `GET /healthz` to ourselves over a fresh connection.
+fn probe(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let target = match addr.ip() {
+        ip if ip.is_unspecified() && addr.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&target, PROBE_TIMEOUT) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
+    let _ = s.set_write_timeout(Some(PROBE_TIMEOUT));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+/// The liveness probe ("probe" thread). tiny_http 0.12's accept thread can
+/// end without telling anyone (a panic when a descriptor cannot be
+/// duplicated), leaving a process that looks alive and answers nothing.
+/// Asking ourselves catches every such way of going deaf.
+fn probe_loop(addr: SocketAddr, shared: &Shared) {
+    let mut failures = 0;
+    while !shared.stopping() {
+        thread::sleep(PROBE_EVERY);
+        if shared.stopping() {
+            return;
+        }
+        if probe(addr) {
+            failures = 0;
+            continue;
+        }
+        failures += 1;
+        crate::warn!("liveness probe of {addr} failed ({failures} of {PROBE_FAILURES})");
+        if failures >= PROBE_FAILURES {
+            listener_failed(
+                shared,
+                &io::Error::other("it no longer answers its own requests"),
+            );
+            return;
         }
     }
 }

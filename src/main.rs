@@ -30,12 +30,12 @@ use stackunderflow_live::{devtools, follow, info, seed, service, store};
 /// How long shutdown waits for client threads to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
-/// Default SSE client cap: well below the ~8,000 threads at which the
-/// kernel's map limit stops thread creation on this class of machine, and
-/// where fan-out at 1 event/s still answers within 0.2 s
-/// (docs/BENCHMARKS.md). Lowered at start when the open-file limit is
-/// smaller (see [`FDS_PER_CLIENT`]).
-const DEFAULT_MAX_CLIENTS: usize = 4000;
+/// Default SSE client cap: the most clients that stayed live (p99 0.2 s) at
+/// 100 events/s on 2 cores in docs/BENCHMARKS.md; at 4,000 the p99 passed
+/// 20 s. Far below the ~8,000 threads at which this class of machine stops
+/// creating threads. Lowered at start when the open-file limit is smaller
+/// (see [`FDS_PER_CLIENT`]).
+const DEFAULT_MAX_CLIENTS: usize = 2000;
 
 /// Descriptors one stream holds: tiny_http's writer, our duplicate, and
 /// one in flight while a new connection is read and detached.
@@ -92,7 +92,7 @@ struct Cli {
     token: Option<String>,
 
     /// Most SSE clients at once; more get 503 with Retry-After.
-    /// [default: 4000, or fewer if the open-file limit is low]
+    /// [default: 2000, or fewer if the open-file limit is low]
     #[arg(long, value_name = "N", env = "STACKUNDERFLOW_LIVE_MAX_CLIENTS")]
     max_clients: Option<usize>,
 
@@ -468,5 +468,8 @@ fn run() -> Result<ExitCode, String> {
         d.remove();
     }
     info!("stopped in {} ms", started.elapsed().as_millis());
+    if shared.fatal.load(Ordering::SeqCst) {
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }

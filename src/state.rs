@@ -132,6 +132,9 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Set once on SIGTERM/SIGINT; every loop checks it.
     pub stop: AtomicBool,
+    /// Set when the daemon stops because a part of it failed (the HTTP
+    /// listener): the exit status is then 1, not 0.
+    pub fatal: AtomicBool,
     /// Ingest mode: our watcher thread is alive and healthy.
     pub ingest_alive: AtomicBool,
     /// Ingest mode: still reading existing transcripts.
@@ -169,6 +172,7 @@ impl Shared {
             metrics: Metrics::default(),
             clients: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            fatal: AtomicBool::new(false),
             ingest_alive: AtomicBool::new(false),
             backfilling: AtomicBool::new(false),
             feed_error: Mutex::new(None),

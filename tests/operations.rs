@@ -416,3 +416,60 @@ fn every_setting_reads_its_environment_variable_and_print_config_hides_the_token
     assert_eq!(v["token"], "(set)");
     assert!(!text.contains("do-not-print-me"));
 }
+
+#[test]
+fn a_listener_that_fails_stops_the_daemon_with_status_1_for_the_supervisor() {
+    // Out of descriptors, tiny_http's accept thread dies (it panics when it
+    // cannot duplicate an accepted socket); the daemon must then exit
+    // non-zero (so systemd/launchd restart it), not linger deaf.
+    let dir = TempDir::new("emfile");
+    let store = upstream_store(&dir);
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args([
+            "--follow",
+            store.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--print-addr",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line.trim().trim_start_matches("http://").to_string();
+    // Idle connections pile up in tiny_http until accept() runs out of descriptors.
+    let mut held = Vec::new();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Ok(s) = TcpStream::connect(&addr) {
+            held.push(s);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        // The liveness probe gives up after three failed probes 10 s apart.
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the daemon kept running without a listener"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("the HTTP listener failed"), "{err}");
+}
