@@ -546,6 +546,10 @@ fn watch_roots(
         let tx = tx.clone();
         let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
+                // Reads (ours included) change nothing.
+                if matches!(ev.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
                 let created = matches!(ev.kind, notify::EventKind::Create(_));
                 for p in ev.paths {
                     // A new directory (a new project, a sub-agent folder) may
