@@ -289,13 +289,14 @@ fn a_client_that_stops_reading_is_cut_off_and_others_are_unaffected() {
         .unwrap();
     let t0 = Instant::now();
     let mut closed = None;
+    let mut slow_frames = Vec::new();
     while t0.elapsed() < Duration::from_secs(30) {
         match slow.next() {
             Ok(None) => {
                 closed = Some("end of stream".to_string());
                 break;
             }
-            Ok(Some(_)) => {}
+            Ok(Some(f)) => slow_frames.push(f),
             // The kernel may abort the orphaned connection (a zero window
             // for long) with a reset: that is the server's close too.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
@@ -311,6 +312,20 @@ fn a_client_that_stops_reading_is_cut_off_and_others_are_unaffected() {
     );
     let h = d.wait_health(WAIT, |h| h["clients"] == 1);
     assert_eq!(h["clients"], 1);
+    // Cut off is not lost: resuming from its last id, it gets the rest.
+    let last = last_marks(&slow_frames);
+    let resumed = Sse::connect(
+        &d.addr,
+        &format!("/api/live/stream?last_event_id={}:{}", last.0, last.1),
+        &[],
+    )
+    .unwrap();
+    let have = count_of(&slow_frames, "event");
+    let rest = read_resuming(&d.addr, resumed, WAIT, |f| {
+        have + count_of(f, "event") >= 10_000
+    });
+    slow_frames.extend(rest);
+    assert_exactly_once_ascending(&ids_of(&slow_frames, "event"), 1, 10_000);
 }
 
 #[test]
