@@ -16,7 +16,8 @@
 //! first start with no browser open.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -55,6 +56,62 @@ fn number_after(line: &str, before: &str) -> Option<f64> {
 
 fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// How often the log is read while the backfill runs.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
+
+/// Progress points: when a progress line was seen, and its line count.
+type Curve = Vec<(Instant, f64)>;
+
+/// Waits (at most `timeout`, while the daemon lives) for the `backfill
+/// done` line, noting each new progress line's line count with the instant
+/// it was seen. Returns the done line, when it was seen, and the curve.
+fn watch(d: &mut Daemon, timeout: Duration) -> Option<(String, Instant, Curve)> {
+    let t0 = Instant::now();
+    let mut curve: Curve = Vec::new();
+    while t0.elapsed() < timeout && d.alive() {
+        let log = std::fs::read_to_string(&d.log).unwrap_or_default();
+        if let Some(l) = log.lines().find(|l| l.contains("backfill done in")) {
+            return Some((l.to_string(), Instant::now(), curve));
+        }
+        let last = log
+            .lines()
+            .rev()
+            .find(|l| l.contains(" lines, "))
+            .and_then(|l| number_before(l, "lines,"));
+        if let Some(n) = last.filter(|n| curve.last().is_none_or(|c| c.1 != *n)) {
+            curve.push((Instant::now(), n));
+        }
+        thread::sleep(WATCH_EVERY);
+    }
+    None
+}
+
+/// Lines/s over the first and the last quarter of the lines, from the
+/// progress curve (each point seen within [`WATCH_EVERY`] of its printing;
+/// the daemon prints one a second).
+fn quarter_rates(curve: &[(Instant, f64)], start: Instant, end: Instant, total: f64) -> (f64, f64) {
+    let first = curve
+        .iter()
+        .find(|(_, n)| *n >= total / 4.0)
+        .map_or(f64::NAN, |(t, n)| n / t.duration_since(start).as_secs_f64());
+    let last = curve
+        .iter()
+        .find(|(_, n)| *n >= total * 3.0 / 4.0)
+        .map_or(f64::NAN, |(t, n)| {
+            (total - n) / end.duration_since(*t).as_secs_f64()
+        });
+    (first, last)
+}
+
+/// A lines/s figure, or "–".
+fn rate(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.0}")
+    } else {
+        "–".into()
+    }
 }
 
 /// Rows in the store after the run: (usage events, tool calls, messages).
@@ -108,9 +165,9 @@ pub fn run(ctx: &Ctx, o: &Opts) -> Result<String, String> {
         Duration::from_secs(60),
     )?;
     let sampler = Sampler::start(d.pid);
-    let done = d.wait_log("backfill done in", Duration::from_secs(o.timeout_secs));
+    let done = watch(&mut d, Duration::from_secs(o.timeout_secs));
     let peak = sampler.stop();
-    let Some((done_line, done_at)) = done else {
+    let Some((done_line, done_at, curve)) = done else {
         let alive = d.alive();
         d.stop();
         return Err(format!(
@@ -123,6 +180,7 @@ pub fn run(ctx: &Ctx, o: &Opts) -> Result<String, String> {
     let wall = done_at.duration_since(d.spawned).as_secs_f64();
     let ticks = procfs::cpu_ticks(d.pid).unwrap_or(0);
     let threads = procfs::thread_cpu(d.pid);
+    let (rchar, wchar) = procfs::io_chars(d.pid).unwrap_or_default();
     let end = procfs::sample(d.pid).unwrap_or_default();
     let own_secs = number_after(&done_line, "backfill done in").unwrap_or(f64::NAN);
     let progress = last_line(&d, " lines, ").unwrap_or_default();
@@ -131,6 +189,7 @@ pub fn run(ctx: &Ctx, o: &Opts) -> Result<String, String> {
     let store_bytes = file_len(&roots.store);
     let wal_bytes = file_len(&roots.store.with_extension("db-wal"));
     let startup = d.startup.as_secs_f64();
+    let (q1, q4) = quarter_rates(&curve, d.spawned + d.startup, done_at, lines);
     d.stop();
     let (ev_rows, tool_rows, msg_rows) = store_rows(&roots.store).unwrap_or((-1, -1, -1));
 
@@ -180,15 +239,21 @@ pub fn run(ctx: &Ctx, o: &Opts) -> Result<String, String> {
          directory listing to its last commit); spawn → address printed took {startup:.2} s; over spawn → `backfill done` \
          it is {:.0} lines/s. At {:.0} bytes per line, 100,000 lines/s means {:.0} MiB/s of JSON. One \
          response in the shipped set has redacted ids (`[REDACTED]`), which tagging cannot make \
-         unique, so it counts once for all copies.\n\n",
+         unique, so it counts once for all copies. As the store grows: {} lines/s over the first \
+         quarter of the lines, {} over the last (from the daemon's once-a-second progress lines; – \
+         when the run was too short to tell).\n\n",
         lines / wall,
         c.bytes as f64 / c.lines.max(1) as f64,
-        100_000.0 * c.bytes as f64 / c.lines.max(1) as f64 / 1048576.0
+        100_000.0 * c.bytes as f64 / c.lines.max(1) as f64 / 1048576.0,
+        rate(q1),
+        rate(q4),
     ));
     s.push_str(&format!(
         "Store afterwards: {:.1} MiB (+ {:.1} MiB WAL); {ev_rows} usage events, {tool_rows} tool calls, \
          {msg_rows} messages; the store is {:.1} % of the transcripts' size. Daemon at the end: RSS {} \
-         MiB, {} threads. CPU by thread: {}.\n\n",
+         MiB, {} threads. CPU by thread: {}. The daemon read {:.0} MiB and wrote {:.0} MiB through \
+         system calls (`rchar`/`wchar` of `/proc/PID/io`): {:.1}× the store's final size written, \
+         the WAL and its checkpoints into the store included.\n\n",
         store_bytes as f64 / 1048576.0,
         wal_bytes as f64 / 1048576.0,
         (store_bytes + wal_bytes) as f64 / c.bytes.max(1) as f64 * 100.0,
@@ -201,6 +266,9 @@ pub fn run(ctx: &Ctx, o: &Opts) -> Result<String, String> {
             .map(|(n, t)| format!("{n} {:.1} s", *t as f64 / procfs::clk_tck()))
             .collect::<Vec<_>>()
             .join(", "),
+        rchar as f64 / 1048576.0,
+        wchar as f64 / 1048576.0,
+        wchar as f64 / (store_bytes + wal_bytes).max(1) as f64,
     ));
     Ok(s)
 }

@@ -85,6 +85,13 @@ pub fn thread_cpu(pid: u32) -> Vec<(String, u64)> {
     v
 }
 
+/// Bytes `pid` passed to read and write calls (`rchar`, `wchar` of
+/// `/proc/<pid>/io`), cache hits included: what it asked of the kernel.
+pub fn io_chars(pid: u32) -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    Some((status_field(&io, "rchar:"), status_field(&io, "wchar:")))
+}
+
 /// Clock ticks per second.
 pub fn clk_tck() -> f64 {
     // SAFETY: sysconf has no memory effects; it only returns a number.
@@ -199,5 +206,6 @@ mod tests {
         assert!(cpu_ticks(me).is_some());
         assert!(task_totals(me).1 > 0);
         assert!(!thread_cpu(me).is_empty());
+        assert!(io_chars(me).is_some_and(|(r, _)| r > 0));
     }
 }
