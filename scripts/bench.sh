@@ -6,21 +6,36 @@
 #   scripts/bench.sh            full runs (fan-out and storm step up until
 #                               something breaks; takes 10–20 minutes)
 #   scripts/bench.sh --quick    the small variants (about 2 minutes)
+#   scripts/bench.sh --only append,backfill
+#                               just those scenarios (names as in the lists
+#                               below); their sections of the existing file
+#                               are replaced (or added at its end) and every
+#                               other section is kept as it is
 #
 # The machine is usually shared: every figure is a distribution from one
 # run, printed with the load average at its start. Hand-written notes
 # between the `notes:begin` / `notes:end` markers of the existing file are
-# kept across runs.
+# kept across runs. Each scenario's section sits between
+# `<!-- scenario:NAME -->` and `<!-- /scenario:NAME -->` markers, which is
+# how --only finds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=()
-for arg in "$@"; do
-    case "$arg" in
+ONLY=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
         --quick) QUICK=(--quick) ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-        *) echo "bench.sh: unknown argument $arg" >&2; exit 2 ;;
+        --only)
+            [[ $# -ge 2 ]] || { echo "bench.sh: --only needs a list of names" >&2; exit 2; }
+            ONLY=$2
+            shift
+            ;;
+        --only=*) ONLY=${1#--only=} ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
+    shift
 done
 
 cargo build --release --bins
@@ -39,6 +54,8 @@ SCENARIOS=(
     "idle|idle"
     "stats|stats"
     "storm|storm --max"
+    "append|append-to-client"
+    "backfill|backfill"
 )
 if [[ ${#QUICK[@]} -gt 0 ]]; then
     SCENARIOS=(
@@ -50,7 +67,29 @@ if [[ ${#QUICK[@]} -gt 0 ]]; then
         "idle|idle"
         "stats|stats"
         "storm|storm"
+        "append|append-to-client"
+        "backfill|backfill"
     )
+fi
+
+if [[ -n $ONLY ]]; then
+    known=" ${SCENARIOS[*]%%|*} "
+    selected=()
+    IFS=',' read -r -a wanted <<< "$ONLY"
+    for name in "${wanted[@]}"; do
+        if [[ $known != *" $name "* ]]; then
+            echo "bench.sh: no scenario named $name (known:$known)" >&2
+            exit 2
+        fi
+    done
+    for entry in "${SCENARIOS[@]}"; do
+        [[ ",$ONLY," == *",${entry%%|*},"* ]] && selected+=("$entry")
+    done
+    SCENARIOS=("${selected[@]}")
+    if [[ ! -f $OUT ]]; then
+        echo "bench.sh: --only keeps the other sections of $OUT, which does not exist; run without --only first" >&2
+        exit 2
+    fi
 fi
 
 failed=0
@@ -69,7 +108,42 @@ for entry in "${SCENARIOS[@]}"; do
         } > "$WORK/$name.md"
     fi
     cat "$WORK/$name.md"
+    # The section as it goes into the file, between its markers.
+    {
+        echo "<!-- scenario:$name -->"
+        if [[ -n $ONLY ]]; then
+            echo "_Re-run on $(date -u '+%Y-%m-%d %H:%M UTC') with \`scripts/bench.sh --only $ONLY${QUICK[*]:+ ${QUICK[*]}}\`;"
+            echo "the sections without this line are from the full run above._"
+            echo
+        fi
+        cat "$WORK/$name.md"
+        echo "<!-- /scenario:$name -->"
+    } > "$WORK/$name.section"
 done
+
+if [[ -n $ONLY ]]; then
+    # Replace each re-run section in place; add the ones the file lacks at
+    # its end (the measurements are the last part of the file).
+    awk -v work="$WORK" -v names="$ONLY" '
+        BEGIN { n = split(names, list, ","); for (i = 1; i <= n; i++) want[list[i]] = 1 }
+        function emit(name,    line, f) {
+            f = work "/" name ".section"
+            while ((getline line < f) > 0) print line
+            close(f)
+            done[name] = 1
+        }
+        skipping != "" { if ($0 == "<!-- /scenario:" skipping " -->") skipping = ""; next }
+        /^<!-- scenario:[A-Za-z0-9_-]+ -->$/ {
+            name = substr($0, 15, length($0) - 18)
+            if (name in want) { emit(name); skipping = name; next }
+        }
+        { print }
+        END { for (i = 1; i <= n; i++) if (!(list[i] in done)) { print ""; emit(list[i]) } }
+    ' "$OUT" > "$WORK/out.md"
+    mv "$WORK/out.md" "$OUT"
+    echo "bench.sh: replaced the sections $ONLY of $OUT ($failed scenario(s) failed)" >&2
+    exit 0
+fi
 
 notes=""
 if [[ -f $OUT ]]; then
@@ -113,7 +187,7 @@ fi
     echo "## Measurements"
     echo
     for entry in "${SCENARIOS[@]}"; do
-        cat "$WORK/${entry%%|*}.md"
+        cat "$WORK/${entry%%|*}.section"
         echo
     done
 } > "$OUT"

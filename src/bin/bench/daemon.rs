@@ -1,7 +1,9 @@
 //! The daemon under test as a child process: started on an ephemeral
-//! loopback port, its log kept in a file, stopped with SIGTERM (and killed
-//! if it does not exit).
+//! loopback port (following a store written by another process, or in
+//! ingest mode on transcript roots of its own), its log kept in a file,
+//! stopped with SIGTERM (and killed if it does not exit).
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,21 @@ use std::time::{Duration, Instant};
 /// How long a stopped daemon may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
 
-/// A running `stackunderflow-live --follow STORE`.
+/// How often [`Daemon::wait_log`] reads the log: the resolution of a
+/// duration that ends at a log line (a backfill of tens of seconds).
+const LOG_POLL: Duration = Duration::from_millis(20);
+
+/// Where an ingest-mode daemon reads transcripts and writes its store.
+pub struct IngestRoots {
+    /// Claude Code's `projects` directory.
+    pub claude: PathBuf,
+    /// Codex's `sessions` directory.
+    pub codex: PathBuf,
+    /// The daemon's own store (created if missing).
+    pub store: PathBuf,
+}
+
+/// A running `stackunderflow-live` (`--follow STORE`, or ingest mode).
 pub struct Daemon {
     child: Child,
     /// Where it listens.
@@ -24,6 +40,8 @@ pub struct Daemon {
     pub log: PathBuf,
     /// From spawn to the printed address: opening and seeding the store.
     pub startup: Duration,
+    /// When the process was spawned.
+    pub spawned: Instant,
 }
 
 /// The daemon binary: `--daemon PATH`, else the one built next to us.
@@ -44,6 +62,38 @@ impl Daemon {
         log: &Path,
         timeout: Duration,
     ) -> Result<Daemon, String> {
+        let mode = [OsString::from("--follow"), store.into()];
+        Daemon::spawn(bin, &mode, max_clients, log, timeout)
+    }
+
+    /// Starts the daemon in ingest mode: it writes `store` from the
+    /// transcripts under `claude` and `codex`. Returns once it prints its
+    /// address, which it does before the backfill of existing files ends.
+    pub fn start_ingest(
+        bin: &Path,
+        roots: &IngestRoots,
+        max_clients: usize,
+        log: &Path,
+        timeout: Duration,
+    ) -> Result<Daemon, String> {
+        let mode = [
+            OsString::from("--store"),
+            roots.store.clone().into(),
+            OsString::from("--claude-dir"),
+            roots.claude.clone().into(),
+            OsString::from("--codex-dir"),
+            roots.codex.clone().into(),
+        ];
+        Daemon::spawn(bin, &mode, max_clients, log, timeout)
+    }
+
+    fn spawn(
+        bin: &Path,
+        mode: &[OsString],
+        max_clients: usize,
+        log: &Path,
+        timeout: Duration,
+    ) -> Result<Daemon, String> {
         if !bin.exists() {
             return Err(format!(
                 "daemon binary {} not found; run `cargo build --release` or pass --daemon PATH",
@@ -52,8 +102,7 @@ impl Daemon {
         }
         let t0 = Instant::now();
         let mut child = Command::new(bin)
-            .arg("--follow")
-            .arg(store)
+            .args(mode)
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -96,6 +145,7 @@ impl Daemon {
             pid,
             log: log.to_path_buf(),
             startup,
+            spawned: t0,
         })
     }
 
@@ -122,6 +172,22 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         None
+    }
+
+    /// Waits until the log has a line containing `needle` (checked every
+    /// [`LOG_POLL`]), at most `timeout`, and while the process lives.
+    /// Returns the line and when it was first seen.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> Option<(String, Instant)> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(line) = self.log_lines(needle).into_iter().next() {
+                return Some((line, Instant::now()));
+            }
+            if t0.elapsed() > timeout || !self.alive() {
+                return None;
+            }
+            thread::sleep(LOG_POLL);
+        }
     }
 
     /// Log lines containing `needle`.

@@ -5,7 +5,9 @@
 //! --listen 127.0.0.1:0 --print-addr`) and drives it from this process:
 //! a writer connection commits rows into the followed store, SSE clients on
 //! raw sockets (a few epoll threads, see `sse_pool`) read the stream, and
-//! `/proc` tells what the daemon costs. Each scenario prints one Markdown
+//! `/proc` tells what the daemon costs. The ingest-mode scenarios start it
+//! on transcript roots instead (`--store --claude-dir --codex-dir`) and
+//! write real transcript lines (`corpus`). Each scenario prints one Markdown
 //! block with the exact command; `scripts/bench.sh` runs them all and writes
 //! `docs/BENCHMARKS.md`.
 //!
@@ -13,7 +15,8 @@
 //! 127.0.0.1. Nothing here asserts a timing: the machine is shared, so the
 //! numbers are distributions to read, not pass/fail thresholds.
 //!
-//! Scenarios: `commit-to-client`, `fanout`, `idle`, `stats`, `storm`.
+//! Scenarios: `commit-to-client`, `fanout`, `idle`, `stats`, `storm`
+//! (follow mode); `append-to-client`, `backfill` (ingest mode).
 
 #![deny(unsafe_code)]
 
@@ -22,13 +25,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod append;
+mod backfill;
 mod commit;
+mod corpus;
 mod daemon;
 mod fanout;
 mod generator;
 mod http_get;
 mod idle;
 mod procfs;
+mod prom;
 mod report;
 mod rng;
 mod sched;
@@ -77,6 +84,27 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Scenario {
+    /// Ingest mode: transcript line write() → SSE frame latency.
+    AppendToClient {
+        /// Lines to append, one write() each (default 1000, --quick 200).
+        #[arg(long)]
+        lines: Option<usize>,
+        /// Gap between lines in ms, drawn uniformly from MIN-MAX.
+        #[arg(long, default_value = "20-60", value_parser = parse_gap)]
+        gap: (u64, u64),
+    },
+    /// Ingest mode: first start on a large transcript corpus (lines/s, MiB/s, RSS).
+    Backfill {
+        /// Corpus size in MiB (default 1024, --quick 100).
+        #[arg(long)]
+        size_mb: Option<u64>,
+        /// Where the corpus is cached.
+        #[arg(long, default_value = "target/bench-data")]
+        data_dir: PathBuf,
+        /// Most seconds to wait for the backfill to end.
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+    },
     /// COMMIT → SSE frame latency, against upstream's 2 s newest-100 poller.
     CommitToClient {
         /// Commits of one row each (default 2000, --quick 300).
@@ -168,6 +196,26 @@ fn main() -> ExitCode {
     };
     let q = ctx.quick;
     let result = match cli.scenario {
+        Scenario::AppendToClient { lines, gap } => append::run(
+            &ctx,
+            &append::Opts {
+                lines: lines.unwrap_or(if q { 200 } else { 1000 }),
+                min_gap_ms: gap.0,
+                max_gap_ms: gap.1,
+            },
+        ),
+        Scenario::Backfill {
+            size_mb,
+            data_dir,
+            timeout,
+        } => backfill::run(
+            &ctx,
+            &backfill::Opts {
+                size_mib: size_mb.unwrap_or(if q { 100 } else { 1024 }),
+                data_dir,
+                timeout_secs: timeout,
+            },
+        ),
         Scenario::CommitToClient {
             commits,
             burst,

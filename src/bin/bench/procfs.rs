@@ -60,6 +60,38 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// utime + stime in clock ticks of each living thread of `pid`, summed
+/// by thread name (`comm`), largest first: which thread did the work.
+pub fn thread_cpu(pid: u32) -> Vec<(String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut by_name: std::collections::BTreeMap<String, u64> = Default::default();
+    for t in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *by_name.entry(name).or_default() += ticks;
+    }
+    let mut v: Vec<(String, u64)> = by_name.into_iter().collect();
+    v.sort_by_key(|t| std::cmp::Reverse(t.1));
+    v
+}
+
+/// Bytes `pid` passed to read and write calls (`rchar`, `wchar` of
+/// `/proc/<pid>/io`), cache hits included: what it asked of the kernel.
+pub fn io_chars(pid: u32) -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    Some((status_field(&io, "rchar:"), status_field(&io, "wchar:")))
+}
+
 /// Clock ticks per second.
 pub fn clk_tck() -> f64 {
     // SAFETY: sysconf has no memory effects; it only returns a number.
@@ -173,5 +205,7 @@ mod tests {
         assert!(s.rss_kib > 0 && s.threads >= 1 && s.fds >= 3, "{s:?}");
         assert!(cpu_ticks(me).is_some());
         assert!(task_totals(me).1 > 0);
+        assert!(!thread_cpu(me).is_empty());
+        assert!(io_chars(me).is_some_and(|(r, _)| r > 0));
     }
 }

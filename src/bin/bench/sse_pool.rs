@@ -14,6 +14,10 @@
 //! A frame that beats the writer's bookkeeping (the commit returned but the
 //! writer thread has not stored the instant yet) is kept aside and
 //! resolved at the end, so no sample is lost or guessed.
+//!
+//! When the daemon assigns the ids (ingest mode), a pool made with
+//! [`Pool::capturing`] keeps the `data:` line of every `event` frame with
+//! its read instant instead, for the scenario to match on the payload.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -125,6 +129,10 @@ struct Sink {
     // (event id, receive ns) of frames that arrived before their commit
     // instant was stored.
     deferred: Vec<(i64, u64)>,
+    // Whether to keep `event` payloads.
+    capture: bool,
+    // (receive ns, `data:` line) of every `event` frame, when capturing.
+    payloads: Vec<(u64, Vec<u8>)>,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -196,6 +204,9 @@ impl Conn {
             } else if line.starts_with(b":") {
                 self.heartbeats += 1;
             } else if line.starts_with(b"data:") {
+                if sink.capture && kind == b"event" {
+                    sink.payloads.push((now_ns, line.to_vec()));
+                }
                 break;
             }
         }
@@ -237,6 +248,9 @@ pub struct Outcome {
     /// publishes a commit, then may run an autocheckpoint inside the same
     /// call); their latency is counted as 0.
     pub early: usize,
+    /// (receive ns since the pool's base, `data: {…}` line) of every
+    /// `event` frame, from a [`Pool::capturing`] pool; empty otherwise.
+    pub payloads: Vec<(u64, Vec<u8>)>,
 }
 
 /// A set of pool threads.
@@ -309,6 +323,22 @@ impl Pool {
     /// Starts `threads` pool threads. Latencies are computed against
     /// `commits` when given; instants are ns since `base`.
     pub fn new(threads: usize, commits: Option<Arc<CommitLog>>, base: Instant) -> Pool {
+        Pool::build(threads, commits, base, false)
+    }
+
+    /// Starts `threads` pool threads that keep the payload of every
+    /// `event` frame with its read instant (ns since `base`); see
+    /// [`Outcome::payloads`].
+    pub fn capturing(threads: usize, base: Instant) -> Pool {
+        Pool::build(threads, None, base, true)
+    }
+
+    fn build(
+        threads: usize,
+        commits: Option<Arc<CommitLog>>,
+        base: Instant,
+        capture: bool,
+    ) -> Pool {
         let progress = Arc::new(Progress::default());
         let mut pool = Pool {
             base,
@@ -326,7 +356,7 @@ impl Pool {
             let commits = pool.commits.clone();
             let handle = thread::Builder::new()
                 .name(format!("pool-{i}"))
-                .spawn(move || run(ep, rx, progress, commits, base))
+                .spawn(move || run(ep, rx, progress, commits, base, capture))
                 .expect("spawn pool thread");
             pool.inboxes.push(tx);
             pool.epfds.push(ep);
@@ -405,11 +435,13 @@ impl Pool {
         let mut conns = Vec::new();
         let mut samples = Vec::new();
         let mut deferred = Vec::new();
+        let mut payloads = Vec::new();
         for h in self.threads {
             if let Ok((c, sink)) = h.join() {
                 conns.extend(c);
                 samples.extend(sink.samples);
                 deferred.extend(sink.deferred);
+                payloads.extend(sink.payloads);
             }
         }
         for ep in self.epfds {
@@ -428,6 +460,7 @@ impl Pool {
             conns,
             samples,
             early,
+            payloads,
         }
     }
 }
@@ -438,6 +471,7 @@ fn run(
     progress: Arc<Progress>,
     commits: Option<Arc<CommitLog>>,
     base: Instant,
+    capture: bool,
 ) -> (Vec<Conn>, Sink) {
     crate::sched::boost_current_thread();
     let mut sink = Sink {
@@ -445,6 +479,8 @@ fn run(
         progress: progress.clone(),
         samples: Vec::new(),
         deferred: Vec::new(),
+        capture,
+        payloads: Vec::new(),
     };
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut evbuf = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
@@ -604,6 +640,8 @@ mod tests {
             progress: p.clone(),
             samples: Vec::new(),
             deferred: Vec::new(),
+            capture: true,
+            payloads: Vec::new(),
         }
     }
 
@@ -630,6 +668,12 @@ mod tests {
             assert_eq!(c.heartbeats, 1);
             assert!(c.t_ready > 0);
             assert_eq!(p.ready.load(Ordering::Relaxed), 1);
+            let kept: Vec<&[u8]> = s.payloads.iter().map(|(_, d)| d.as_slice()).collect();
+            assert_eq!(
+                kept,
+                [&b"data: {\"a\":1}"[..], b"data: {}", b"data: {}"],
+                "split at {split}"
+            );
         }
     }
 
