@@ -104,6 +104,36 @@ impl DemoDirs {
     }
 }
 
+/// The id prefixes that de-duplication and tool pairing key on: Claude's
+/// message, request and tool-use ids, Codex's call ids.
+const ID_PREFIXES: [&str; 4] = ["\"msg_", "\"req_", "\"toolu_", "\"call_"];
+
+/// Gives every id value in `line` (a string starting with one of
+/// [`ID_PREFIXES`]) the infix `tag`: `"msg_01…"` → `"msg_<tag>_01…"`.
+/// Codex's `"call_id"` *key* starts like a call id and is left alone.
+pub fn tag_ids(line: &str, tag: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 64);
+    let mut rest = line;
+    while let Some(q) = rest.find('"') {
+        out.push_str(&rest[..q]);
+        rest = &rest[q..];
+        match ID_PREFIXES.iter().find(|p| rest.starts_with(**p)) {
+            Some(p) if !rest[p.len()..].starts_with("id\"") => {
+                out.push_str(p);
+                out.push_str(tag);
+                out.push('_');
+                rest = &rest[p.len()..];
+            }
+            _ => {
+                out.push('"');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Rewrites one transcript line for replay round `round`: its top-level
 /// `timestamp` becomes `ts`, and from the second round on, ids that
 /// de-duplication keys on get a round suffix so the replay counts as new
@@ -112,11 +142,7 @@ pub fn rewrite_line(line: &str, ts: &str, round: usize) -> String {
     let line = if round == 0 {
         line.to_string()
     } else {
-        let tag = format!("r{round}");
-        line.replace("\"msg_", &format!("\"msg_{tag}_"))
-            .replace("\"req_", &format!("\"req_{tag}_"))
-            .replace("\"toolu_", &format!("\"toolu_{tag}_"))
-            .replace("\"call_", &format!("\"call_{tag}_"))
+        tag_ids(line, &format!("r{round}"))
     };
     match serde_json::from_str::<serde_json::Value>(&line) {
         Ok(mut v) => {
@@ -207,6 +233,10 @@ mod tests {
                 && r2.contains(r#""toolu_r2_1""#)
         );
         assert_eq!(rewrite_line("not json", "x", 0), "not json");
+        // Codex: the call id value is renamed, the "call_id" key is not.
+        let codex = r#"{"timestamp":"t","payload":{"type":"function_call","call_id":"call_7","name":"shell"}}"#;
+        let r1 = rewrite_line(codex, "2026-11-25T10:00:00.000Z", 1);
+        assert!(r1.contains(r#""call_id":"call_r1_7""#), "{r1}");
     }
 
     #[test]

@@ -405,6 +405,7 @@ impl Ingest {
                 if !batch.is_empty() && self.hub.send(HubMsg::Batch(batch)).is_err() {
                     return Step::Done; // the hub stopped: shutting down
                 }
+                self.writer.checkpoint_if_due();
                 if t.offset < size {
                     Step::More
                 } else {

@@ -95,7 +95,16 @@ pub struct Writer {
     // (provider, slug) → (id, whether its path is recorded).
     projects: HashMap<(Provider, String), (i64, bool)>,
     sessions: HashMap<(i64, String), i64>,
+    // Commits since the last WAL checkpoint.
+    since_checkpoint: u32,
 }
+
+/// Commits between two WAL checkpoints. SQLite's automatic checkpoint runs
+/// inside COMMIT, on the path from a transcript line to the hub (it cost
+/// 1–2 % of live events 5–9 ms instead of ~1 ms in the append benchmark);
+/// ours runs after the batch is handed on, in PASSIVE mode so it never
+/// waits for readers.
+pub const CHECKPOINT_EVERY: u32 = 200;
 
 /// Display name of a project: the last component of its working directory,
 /// else the slug.
@@ -121,6 +130,8 @@ impl Writer {
     /// Opens our store and installs the hooks.
     pub fn open(path: &Path, prices: Arc<RwLock<PriceTable>>) -> Result<Writer, StoreError> {
         let mut conn = store::open_own_store(path)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(|e| StoreError::Sqlite(path.into(), e))?;
         let touched = Arc::new(Mutex::new(Touched::default()));
         let t = touched.clone();
         conn.update_hook(Some(
@@ -144,7 +155,25 @@ impl Writer {
             prices,
             projects: HashMap::new(),
             sessions: HashMap::new(),
+            since_checkpoint: 0,
         })
+    }
+
+    /// Checkpoints the WAL every [`CHECKPOINT_EVERY`] commits. Call after
+    /// the commit's batch is with the hub. A failure is logged, not fatal:
+    /// the WAL only grows until the next attempt.
+    pub fn checkpoint_if_due(&mut self) {
+        self.since_checkpoint += 1;
+        if self.since_checkpoint < CHECKPOINT_EVERY {
+            return;
+        }
+        self.since_checkpoint = 0;
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            crate::warn!("WAL checkpoint failed: {e}");
+        }
     }
 
     /// The connection, for start-up reads (offsets, seeding).

@@ -109,36 +109,7 @@ pub fn sources(agent: Agent, only: Option<&str>) -> Result<Vec<Source>, String> 
     Ok(out)
 }
 
-/// The id prefixes that de-duplication and tool pairing key on: Claude's
-/// message, request and tool-use ids, Codex's call ids.
-const ID_PREFIXES: [&str; 4] = ["\"msg_", "\"req_", "\"toolu_", "\"call_"];
-
-/// Gives every id value in `line` (a string starting with one of
-/// [`ID_PREFIXES`]) the infix `tag`: `"msg_01…"` → `"msg_<tag>_01…"`.
-/// Codex's `"call_id"` *key* starts like a call id and is left alone
-/// (`demo::rewrite_line` renames it too; see the report).
-pub fn tag_ids(line: &str, tag: &str) -> String {
-    let mut out = String::with_capacity(line.len() + 64);
-    let mut rest = line;
-    while let Some(q) = rest.find('"') {
-        out.push_str(&rest[..q]);
-        rest = &rest[q..];
-        match ID_PREFIXES.iter().find(|p| rest.starts_with(**p)) {
-            Some(p) if !rest[p.len()..].starts_with("id\"") => {
-                out.push_str(p);
-                out.push_str(tag);
-                out.push('_');
-                rest = &rest[p.len()..];
-            }
-            _ => {
-                out.push('"');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
+pub use stackunderflow_live::ingest::demo::tag_ids;
 
 /// The sum of a Claude `usage` object's token counts.
 fn usage_total(u: &Value) -> i64 {
