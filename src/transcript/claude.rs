@@ -43,13 +43,7 @@ impl State {
         let session_id = owned_str(v, "sessionId");
         let is_sidechain = v.get("isSidechain").and_then(Value::as_bool) == Some(true);
         let items = tools::claude_items(v);
-        let names: Vec<String> = items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Call(c) => Some(c.name.clone()),
-                Item::Output(_) => None,
-            })
-            .collect();
+        let names = tools::call_names(&items);
 
         if let Some(ts) = ts {
             out.push(Record::Message(MessageRec {

@@ -136,13 +136,7 @@ impl State {
             _ => {}
         }
         let items = tools::codex_items(line);
-        let names: Vec<String> = items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Call(c) => Some(c.name.clone()),
-                Item::Output(_) => None,
-            })
-            .collect();
+        let names = tools::call_names(&items);
         out.push(self.message(
             seq,
             ts,

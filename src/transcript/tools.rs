@@ -42,6 +42,17 @@ pub(super) enum Item {
     Output(Output),
 }
 
+/// The tool names of the calls among `items`, in order (a line's `tools_json`).
+pub(super) fn call_names(items: &[Item]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Call(c) => Some(c.name.clone()),
+            Item::Output(_) => None,
+        })
+        .collect()
+}
+
 /// Calls and results of a line of either format, recognised by shape: a
 /// Codex line has `type: "response_item"` and a `payload`; a Claude line has
 /// `message.content`.
