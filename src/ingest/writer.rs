@@ -324,8 +324,10 @@ impl Writer {
         chunk: &Chunk,
         shared: &Shared,
     ) -> rusqlite::Result<(Vec<ToolMark>, Committed)> {
+        // The project is named after the main session's working directory:
+        // sub-agents often run in worktrees of their own.
         let cwd = chunk.records.iter().find_map(|r| match r {
-            Record::Message(m) => m.cwd.clone(),
+            Record::Message(m) if !m.is_sidechain => m.cwd.clone(),
             _ => None,
         });
         let slug = if ctx.project_slug.is_empty() {
